@@ -21,7 +21,10 @@ VERBS = {
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="specmesh", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="specmesh",
+        description="SpecMesh: artist-style low-poly meshes from shapes, with speculative decoding.",
+    )
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     # Only the requested verb's module is imported; the others are listed by their help line.
     wanted = next((a for a in argv if a in VERBS), None)

@@ -1,0 +1,35 @@
+"""Shared fixtures. Tests run on the CPU with small thread counts so they behave the same on a
+2-core CI machine; the real shipped model is used only by tests that are about it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _limit_threads() -> None:
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight `tiny` model (backbone + cross-attention heads) saved like a real one."""
+    import torch
+
+    from backend.model.config import load_preset
+    from backend.model.decoder import MeshTransformer
+    from backend.model.heads import build_heads
+    from backend.model.io import save_model
+
+    torch.manual_seed(0)
+    config = load_preset("tiny")
+    model = MeshTransformer(config)
+    heads = build_heads(config, lm_head=model.lm_head)
+    out = tmp_path_factory.mktemp("tiny_model")
+    save_model(out, model, heads)
+    return out
