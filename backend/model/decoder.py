@@ -1,0 +1,138 @@
+"""The backbone: point encoder + pre-norm decoder transformer with a static KV cache.
+
+Decoding never copies the cache: a forward writes its T tokens at [pos, pos+T) and advances
+`pos`; rolling back rejected speculative tokens is `cache.pos = n`. The cross-attention keys and
+values of the point latents are computed once, when the cache is created."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from backend.model.config import ModelConfig
+from backend.model.encoder import PointEncoder
+from backend.model.layers import MLP, CrossAttention, SelfAttention, causal_mask, init_weights
+
+
+@dataclass
+class KVCache:
+    k: Tensor        # [n_layers, B, H, T_max, Dh] self-attention keys
+    v: Tensor        # [n_layers, B, H, T_max, Dh] self-attention values
+    cross_k: Tensor  # [n_layers, B, H, L, Dh] latent keys (fixed for a generation)
+    cross_v: Tensor  # [n_layers, B, H, L, Dh]
+    pos: int = 0     # tokens written; set it lower to roll back
+
+    @property
+    def batch(self) -> int:
+        return self.k.shape[1]
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[3]
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = SelfAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.cross = CrossAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        self.ln3 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg.d_model, cfg.d_ff, cfg.dropout)
+
+    def forward(self, x: Tensor, cross_k: Tensor, cross_v: Tensor, *, cache_k: Tensor | None,
+                cache_v: Tensor | None, pos: int, mask: Tensor | None) -> Tensor:
+        x = x + self.attn(self.ln1(x), causal=True, cache_k=cache_k, cache_v=cache_v,
+                          pos=pos, mask=mask)
+        x = x + self.cross(self.ln2(x), cross_k, cross_v)
+        return x + self.mlp(self.ln3(x))
+
+
+class MeshTransformer(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = PointEncoder(config)
+        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_emb = nn.Embedding(config.max_seq_len, config.d_model)
+        self.emb_dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(config.d_model)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        init_weights(self, config.n_layers)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+
+    def encode_points(self, points: Tensor, normals: Tensor) -> Tensor:
+        """[B, N, 3], [B, N, 3] -> latents [B, L, d]"""
+        return self.encoder(points, normals)
+
+    def cross_kv(self, latents: Tensor) -> tuple[Tensor, Tensor]:
+        """Latent keys/values of every block, each [n_layers, B, H, L, Dh]."""
+        kvs = [block.cross.context_kv(latents) for block in self.blocks]
+        return torch.stack([k for k, _ in kvs]), torch.stack([v for _, v in kvs])
+
+    def new_cache(self, batch: int, max_len: int, latents: Tensor) -> KVCache:
+        """Preallocate self-attention buffers for `max_len` tokens and compute the latent K/V.
+        `latents` is [batch, L, d] or [1, L, d] (shared by the whole batch)."""
+        cfg = self.config
+        if not 1 <= max_len <= cfg.max_seq_len:
+            raise ValueError(f"cache length must be in 1..{cfg.max_seq_len}, got {max_len}")
+        if latents.ndim != 3 or latents.shape[0] not in (1, batch):
+            raise ValueError(f"latents must be [{batch} or 1, L, d], got {tuple(latents.shape)}")
+        latents = latents.expand(batch, -1, -1)
+        cross_k, cross_v = self.cross_kv(latents)
+        shape = (cfg.n_layers, batch, cfg.n_heads, max_len, cfg.head_dim)
+        k = torch.zeros(shape, dtype=cross_k.dtype, device=cross_k.device)
+        return KVCache(k=k, v=torch.zeros_like(k), cross_k=cross_k, cross_v=cross_v)
+
+    def forward(self, tokens: Tensor, latents: Tensor | None = None, cache: KVCache | None = None,
+                start_pos: int = 0) -> tuple[Tensor, Tensor]:
+        """tokens [B, T] -> (logits [B, T, V], final-normed hidden [B, T, d]).
+
+        Without a cache the T tokens sit at positions [start_pos, start_pos+T) and attend
+        causally among themselves (training, scoring). With a cache they sit at
+        [cache.pos, cache.pos+T), also see every cached token, and cache.pos advances by T;
+        `latents` may then be None (the cache holds their keys/values)."""
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be [B, T], got {tuple(tokens.shape)}")
+        b, t = tokens.shape
+        if cache is not None:
+            if start_pos not in (0, cache.pos):
+                raise ValueError(f"start_pos {start_pos} disagrees with cache.pos {cache.pos}")
+            if b != cache.batch:
+                raise ValueError(f"batch {b} does not match the cache's batch {cache.batch}")
+            start_pos = cache.pos
+            if start_pos + t > cache.max_len:
+                raise ValueError(f"cache overflow: {start_pos} + {t} tokens > {cache.max_len}")
+            cross_k, cross_v = cache.cross_k, cache.cross_v
+        elif latents is None:
+            raise ValueError("latents are required when no cache is given")
+        else:
+            cross_k, cross_v = self.cross_kv(latents.expand(b, -1, -1))
+        if start_pos + t > self.config.max_seq_len:
+            raise ValueError(f"positions up to {start_pos + t} exceed max_seq_len "
+                             f"{self.config.max_seq_len}")
+
+        x = self.tok_emb(tokens) + self.pos_emb.weight[start_pos:start_pos + t]
+        x = self.emb_dropout(x)
+        # One token attends to every cached key: no mask. Several new tokens (prefill, verify)
+        # need the small [T, pos+T] causal mask, built once and shared by all layers.
+        mask = causal_mask(t, start_pos, tokens.device) if cache is not None and t > 1 else None
+        for i, block in enumerate(self.blocks):
+            x = block(x, cross_k[i], cross_v[i],
+                      cache_k=None if cache is None else cache.k[i],
+                      cache_v=None if cache is None else cache.v[i],
+                      pos=start_pos, mask=mask)
+        hidden = self.ln_f(x)
+        if cache is not None:
+            cache.pos = start_pos + t
+        return self.lm_head(hidden), hidden
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Unique parameters (tied weights counted once)."""
+    return sum(p.numel() for p in module.parameters())

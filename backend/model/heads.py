@@ -1,0 +1,153 @@
+"""XSpecMesh drafting heads: D heads read the backbone's final hidden state h_s and each
+predicts one later token, `p^(d) = softmax(W^(d) . f^(d)(h_s, c))` (XSpecMesh eq. 4).
+
+Tensor index d (0-based) at position s predicts token s + d + 2 (the backbone predicts s + 1).
+
+The D heads' weights are stacked along a leading head axis so that all heads run as a handful
+of batched matmuls, which is what keeps a batch-1 draft step cheap on a CPU. `num_heads=n`
+runs only the first n heads (a slice of the stacks, no extra cost)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from backend.model.config import ModelConfig
+
+
+@dataclass
+class PreparedLatents:
+    """Latent keys/values of every cross-attention head, [B, D*H, L, Dh] each."""
+    k: Tensor
+    v: Tensor
+
+
+def _stacked(d: int, n_in: int, n_out: int, std: float) -> nn.Parameter:
+    return nn.Parameter(torch.randn(d, n_in, n_out) * std if std else torch.zeros(d, n_in, n_out))
+
+
+def _linear(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Per-head linear: x [..., n, i], w [n, i, o], b [n, o] -> [..., n, o]"""
+    return torch.einsum("...ni,nio->...no", x, w) + b
+
+
+def _norm(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Per-head LayerNorm: x [..., n, d], affine w, b [n, d]."""
+    return F.layer_norm(x, x.shape[-1:]) * w + b
+
+
+class DraftHeads(nn.Module):
+    """Common part of both head types: the per-head vocabulary projections W^(d)."""
+
+    def __init__(self, cfg: ModelConfig, lm_head_weight: Tensor | None = None) -> None:
+        super().__init__()
+        self.num_heads = cfg.spec_heads
+        d, v = cfg.d_model, cfg.vocab_size
+        if lm_head_weight is not None:
+            if lm_head_weight.shape != (v, d):
+                raise ValueError(f"lm_head_weight must be [{v}, {d}], got "
+                                 f"{tuple(lm_head_weight.shape)}")
+            # Starting every head from the backbone's LM head makes distillation converge faster.
+            out = lm_head_weight.detach().to(torch.float32).expand(self.num_heads, v, d).clone()
+        else:
+            out = torch.randn(self.num_heads, v, d) * 0.02
+        self.out = nn.Parameter(out)  # [D, V, d]
+
+    def _count(self, num_heads: int | None) -> int:
+        n = self.num_heads if num_heads is None else num_heads
+        if not 1 <= n <= self.num_heads:
+            raise ValueError(f"num_heads must be in 1..{self.num_heads}, got {n}")
+        return n
+
+    def prepare(self, latents: Tensor | None) -> PreparedLatents | None:
+        """Per-generation work on the point latents [B, L, d] (nothing for MLP heads)."""
+        return None
+
+    def features(self, hidden: Tensor, prepared: PreparedLatents | None, n: int) -> Tensor:
+        """hidden [B, T, d] -> per-head features [B, T, n, d] (before W^(d))."""
+        raise NotImplementedError
+
+    def forward(self, hidden: Tensor, latents: Tensor | None,
+                num_heads: int | None = None) -> Tensor:
+        """hidden [B, T, d], latents [B, L, d] -> logits [B, T, n, V]"""
+        n = self._count(num_heads)
+        feats = self.features(hidden, self.prepare(latents), n)
+        return torch.einsum("btnc,nvc->btnv", feats, self.out[:n])
+
+    def draft(self, hidden_last: Tensor, prepared: PreparedLatents | None,
+              num_heads: int | None = None) -> Tensor:
+        """Fast path for decoding: hidden at one position [B, d] -> logits [B, n, V]."""
+        n = self._count(num_heads)
+        feats = self.features(hidden_last[:, None], prepared, n)[:, 0]  # [B, n, d]
+        return torch.einsum("bnc,nvc->bnv", feats, self.out[:n])
+
+
+class CrossAttentionHeads(DraftHeads):
+    """XSpecMesh heads: per head, a pre-norm cross-attention block from h_s to the point
+    latents and a small FFN, both residual, then a LayerNorm and W^(d)."""
+
+    def __init__(self, cfg: ModelConfig, lm_head_weight: Tensor | None = None) -> None:
+        super().__init__(cfg, lm_head_weight)
+        n, d, f = cfg.spec_heads, cfg.d_model, cfg.head_d_ff
+        self.n_attn_heads = cfg.n_heads
+        ones, zeros = torch.ones(n, d), torch.zeros(n, d)
+        self.ln1_w, self.ln1_b = nn.Parameter(ones.clone()), nn.Parameter(zeros.clone())
+        self.wq, self.bq = _stacked(n, d, d, 0.02), nn.Parameter(zeros.clone())
+        self.wkv, self.bkv = _stacked(n, d, 2 * d, 0.02), nn.Parameter(torch.zeros(n, 2 * d))
+        # Residual outputs start at zero, so an untrained head reads h_s itself through W^(d).
+        self.wo, self.bo = _stacked(n, d, d, 0.0), nn.Parameter(zeros.clone())
+        self.ln2_w, self.ln2_b = nn.Parameter(ones.clone()), nn.Parameter(zeros.clone())
+        self.w1, self.b1 = _stacked(n, d, f, 0.02), nn.Parameter(torch.zeros(n, f))
+        self.w2, self.b2 = _stacked(n, f, d, 0.0), nn.Parameter(zeros.clone())
+        self.ln3_w, self.ln3_b = nn.Parameter(ones.clone()), nn.Parameter(zeros.clone())
+
+    def prepare(self, latents: Tensor | None) -> PreparedLatents:
+        if latents is None or latents.ndim != 3:
+            raise ValueError("cross-attention heads need latents [B, L, d]")
+        b, l, d = latents.shape
+        n, h = self.num_heads, self.n_attn_heads
+        kv = torch.einsum("blc,nce->blne", latents, self.wkv) + self.bkv  # [B, L, D, 2d]
+        kv = kv.view(b, l, n, 2, h, d // h).permute(3, 0, 2, 4, 1, 5)     # [2, B, D, H, L, Dh]
+        kv = kv.reshape(2, b, n * h, l, d // h)
+        return PreparedLatents(k=kv[0], v=kv[1])
+
+    def features(self, hidden: Tensor, prepared: PreparedLatents | None, n: int) -> Tensor:
+        if prepared is None:
+            raise ValueError("cross-attention heads need prepared latents (heads.prepare)")
+        b, t, d = hidden.shape
+        h = self.n_attn_heads
+        x = hidden[:, :, None, :].expand(b, t, n, d)
+        q = _linear(_norm(x, self.ln1_w[:n], self.ln1_b[:n]), self.wq[:n], self.bq[:n])
+        q = q.reshape(b, t, n * h, d // h).transpose(1, 2)               # [B, n*H, T, Dh]
+        att = F.scaled_dot_product_attention(q, prepared.k[:, :n * h], prepared.v[:, :n * h])
+        att = att.transpose(1, 2).reshape(b, t, n, d)
+        x = x + _linear(att, self.wo[:n], self.bo[:n])
+        ff = F.gelu(_linear(_norm(x, self.ln2_w[:n], self.ln2_b[:n]), self.w1[:n], self.b1[:n]),
+                    approximate="tanh")
+        x = x + _linear(ff, self.w2[:n], self.b2[:n])
+        return _norm(x, self.ln3_w[:n], self.ln3_b[:n])
+
+
+class MLPHeads(DraftHeads):
+    """Medusa-style ablation baseline: h + SiLU(W1^(d) h + b), then W^(d). Ignores the latents."""
+
+    def __init__(self, cfg: ModelConfig, lm_head_weight: Tensor | None = None) -> None:
+        super().__init__(cfg, lm_head_weight)
+        n, d = cfg.spec_heads, cfg.d_model
+        self.w1, self.b1 = _stacked(n, d, d, 0.0), nn.Parameter(torch.zeros(n, d))
+
+    def features(self, hidden: Tensor, prepared: PreparedLatents | None, n: int) -> Tensor:
+        b, t, d = hidden.shape
+        x = hidden[:, :, None, :].expand(b, t, n, d)
+        return x + F.silu(_linear(x, self.w1[:n], self.b1[:n]))
+
+
+HEAD_CLASSES: dict[str, type[DraftHeads]] = {"ca": CrossAttentionHeads, "mlp": MLPHeads}
+
+
+def build_heads(cfg: ModelConfig, lm_head_weight: Tensor | None = None) -> DraftHeads:
+    """Heads of `cfg.head_type` with `cfg.spec_heads` heads."""
+    return HEAD_CLASSES[cfg.head_type](cfg, lm_head_weight)

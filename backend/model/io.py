@@ -1,0 +1,74 @@
+"""Model directories: `config.json` + `model.safetensors` (+ optional `heads.safetensors`).
+
+safetensors refuses tensors that share memory, so the weights go through
+`safetensors.torch.save_model` / `load_model`, which drop and restore tied duplicates
+(the LM head tied to the token embedding)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model as st_load_model
+from safetensors.torch import save_model as st_save_model
+from torch import nn
+
+from backend.model.config import ModelConfig
+from backend.model.decoder import MeshTransformer
+from backend.model.heads import HEAD_CLASSES, DraftHeads, build_heads
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+HEADS_FILE = "heads.safetensors"
+
+
+def save_model(directory: str | Path, model: MeshTransformer, heads: DraftHeads | None = None) -> None:
+    directory = Path(directory)
+    config = model.config
+    if heads is not None:
+        if not isinstance(heads, HEAD_CLASSES[config.head_type]):
+            raise ValueError(f"heads are {type(heads).__name__} but config.head_type is "
+                             f"{config.head_type!r}")
+        if heads.num_heads != config.spec_heads:
+            raise ValueError(f"heads have {heads.num_heads} heads but config.spec_heads is "
+                             f"{config.spec_heads}")
+    directory.mkdir(parents=True, exist_ok=True)
+    config.save(directory / CONFIG_FILE)
+    st_save_model(model, str(directory / MODEL_FILE))
+    heads_path = directory / HEADS_FILE
+    if heads is not None:
+        st_save_model(heads, str(heads_path))
+    elif heads_path.exists():
+        heads_path.unlink()  # stale heads from an earlier save would not match this backbone
+
+
+def _load_weights(module: nn.Module, path: Path, device: str | torch.device) -> None:
+    try:
+        st_load_model(module, str(path), strict=True, device=str(device))
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"cannot read weights {path}: {exc}") from exc
+    except RuntimeError as exc:  # missing / unexpected keys, shape mismatches
+        raise ValueError(f"weights {path} do not match {path.parent / CONFIG_FILE}: {exc}") from exc
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu"
+               ) -> tuple[MeshTransformer, DraftHeads | None, ModelConfig]:
+    """Load a model directory in eval mode. Raises FileNotFoundError for a missing directory or
+    file and ValueError for a corrupt file or weights that do not match the config."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"model directory not found: {directory}")
+    config = ModelConfig.load(directory / CONFIG_FILE)
+    model_path = directory / MODEL_FILE
+    if not model_path.is_file():
+        raise FileNotFoundError(f"model weights not found: {model_path}")
+    model = MeshTransformer(config).to(device)
+    _load_weights(model, model_path, device)
+    heads = None
+    heads_path = directory / HEADS_FILE
+    if heads_path.is_file():
+        heads = build_heads(config).to(device)
+        _load_weights(heads, heads_path, device)
+        heads.eval()
+    return model.eval(), heads, config
