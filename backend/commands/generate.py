@@ -1,0 +1,130 @@
+"""`specmesh generate IN -o OUT`: a mesh file or point cloud in, an artist-style mesh out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+OUTPUT_FORMATS = (".obj", ".ply", ".glb")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "generate",
+        help="Turn a mesh or point cloud into an artist-style low-poly mesh.",
+        description="IN is a mesh file (any format trimesh reads) or a point cloud (.ply, or .npy "
+        "of shape (N,3) or (N,6) with normals). The output keeps the input's frame and scale.",
+    )
+    p.add_argument("input", metavar="IN", help="mesh file or point cloud (.ply/.npy)")
+    p.add_argument("-o", "--output", metavar="OUT", required=True, help="output mesh: .obj, .ply or .glb")
+    p.add_argument("--stats-json", metavar="FILE", help="write generation stats as JSON ('-' for stdout)")
+    add_model_arguments(p)
+    add_decoding_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="DIR", help="model directory (default: $SPECMESH_MODEL_DIR or models/default)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+
+def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
+    """Decoding options shared by generate, eval and bench (bench sweeps some of them)."""
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--max-faces", type=int, default=2000, help="face budget (default 2000)")
+    p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature (default 0.5)")
+    p.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    p.add_argument("--ar", action="store_true", help="plain autoregressive decoding (no speculation)")
+    p.add_argument("--delta", type=float, default=0.5, help="acceptance threshold δ in [0, 1] (default 0.5)")
+    p.add_argument("--heads", type=int, metavar="D", help="decoding heads to use (default: all the model has)")
+    p.add_argument("--draft", choices=("is", "pts"), default="is", help="independent or probability-tree drafts")
+    p.add_argument("--pts-k", type=int, default=3, metavar="K", help="top-K per head for --draft pts (default 3)")
+    p.add_argument("--verify", choices=("threshold", "exact"), default="threshold",
+                   help="threshold: accept while p > δ (paper); exact: lossless speculative sampling")
+
+
+def options_from_args(args: argparse.Namespace):
+    from backend.decoding.pipeline import GenerateOptions
+
+    if not 0.0 <= args.delta <= 1.0:
+        raise ValueError(f"--delta must be in [0, 1], got {args.delta}")
+    if args.max_faces < 1:
+        raise ValueError(f"--max-faces must be at least 1, got {args.max_faces}")
+    if args.temperature <= 0 and not args.greedy:
+        raise ValueError("--temperature must be positive (use --greedy for deterministic decoding)")
+    if args.heads is not None and args.heads < 1:
+        raise ValueError(f"--heads must be at least 1, got {args.heads}")
+    if args.pts_k < 1:
+        raise ValueError(f"--pts-k must be at least 1, got {args.pts_k}")
+    return GenerateOptions(
+        mode="ar" if args.ar else "speculative", delta=args.delta, heads=args.heads, draft=args.draft,
+        pts_k=args.pts_k, verify=args.verify, temperature=args.temperature, greedy=args.greedy,
+        max_faces=args.max_faces, seed=args.seed,
+    )
+
+
+def load_generator(args: argparse.Namespace):
+    from backend.decoding.pipeline import Generator
+
+    return Generator.load(args.model, device=args.device)
+
+
+def run(args: argparse.Namespace) -> int:
+    from backend.generation import generate
+    from backend.inputs import read_input
+
+    output = Path(args.output)
+    if output.suffix.lower() not in OUTPUT_FORMATS:
+        raise ValueError(f"output must end in one of {', '.join(OUTPUT_FORMATS)}: {output}")
+    options = options_from_args(args)
+    cloud = read_input(args.input, seed=args.seed)  # before the model load: bad input fails fast
+    if cloud.normals_estimated:
+        print(f"{args.input}: no normals in the point cloud; estimated them from neighbours", file=sys.stderr)
+    started = time.perf_counter()
+    generator = load_generator(args)
+    load_seconds = time.perf_counter() - started
+
+    result = generate(generator, cloud.points, cloud.normals, options, progress=True)
+    stats = {**result.stats, "mode": options.mode, "model_load_seconds": load_seconds,
+             "input": str(args.input), "output": str(output)}
+    if len(result.faces) == 0:
+        print(f"specmesh generate: the model produced no faces (stop: {stats.get('stop_reason', '?')}); "
+              f"nothing written. Try another --seed, a higher --temperature or a larger --max-faces.",
+              file=sys.stderr)
+        write_json(args.stats_json, stats)
+        return 1
+    output.parent.mkdir(parents=True, exist_ok=True)
+    result.to_trimesh().export(output)
+    print(_summary(stats, output), file=sys.stderr)
+    write_json(args.stats_json, stats)
+    return 0
+
+
+def _summary(stats: dict, output: Path) -> str:
+    first = stats.get("time_to_first_face")
+    first_text = f"{first:.2f} s" if first is not None else "n/a"
+    return (
+        f"{stats['faces']} faces, {stats['tokens']} tokens in {stats['seconds']:.2f} s "
+        f"({stats['tokens_per_second']:.0f} tok/s, SCR {stats.get('scr', 1.0):.2f}, first face {first_text}, "
+        f"{stats['mode']}, stop: {stats.get('stop_reason', '?')}, valid: {stats.get('valid')}) -> {output}"
+    )
+
+
+def write_json(target: str | Path | None, data: dict) -> None:
+    """Write `data` as JSON to a file, to stdout for '-', or nowhere for None."""
+    if target is None:
+        return
+    text = json.dumps(data, indent=2, default=_jsonable)
+    if str(target) == "-":
+        print(text)
+    else:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(text + "\n")
+
+
+def _jsonable(value):
+    """numpy scalars and arrays in stats become plain JSON."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)

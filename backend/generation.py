@@ -1,0 +1,52 @@
+"""Run one generation to completion: drain `Generator.stream` into a mesh plus its stats.
+
+`specmesh generate`, `eval` and `bench` all need the whole mesh rather than the stream, so the
+collecting (and the optional progress bar) lives here once.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+from tqdm import tqdm
+
+from backend.decoding.pipeline import DoneEvent, FacesEvent, GenerateOptions, Generator, ProgressEvent
+
+
+@dataclass
+class GenerationResult:
+    vertices: np.ndarray  # (n, 3) float64, caller's frame
+    faces: np.ndarray  # (m, 3) int64
+    stats: dict
+
+    def to_trimesh(self) -> trimesh.Trimesh:
+        # process=False: keep exactly what the model produced (no merging that could hide defects).
+        return trimesh.Trimesh(self.vertices, self.faces, process=False)
+
+
+def generate(
+    generator: Generator,
+    points: np.ndarray,
+    normals: np.ndarray,
+    options: GenerateOptions,
+    progress: bool = False,
+) -> GenerationResult:
+    vertex_chunks: list[np.ndarray] = [np.zeros((0, 3))]
+    face_chunks: list[np.ndarray] = [np.zeros((0, 3), np.int64)]
+    stats: dict = {}
+    bar = tqdm(total=options.max_faces, unit="face", file=sys.stderr, disable=not progress, leave=False)
+    with bar:
+        for event in generator.stream(points, normals, options):
+            if isinstance(event, FacesEvent):
+                vertex_chunks.append(np.asarray(event.vertices, np.float64).reshape(-1, 3))
+                face_chunks.append(np.asarray(event.faces, np.int64).reshape(-1, 3))
+            elif isinstance(event, ProgressEvent):
+                bar.n = min(event.faces, options.max_faces)
+                bar.set_postfix(tokens=event.tokens, refresh=False)
+                bar.refresh()
+            elif isinstance(event, DoneEvent):
+                stats = dict(event.stats)
+    return GenerationResult(np.concatenate(vertex_chunks), np.concatenate(face_chunks), stats)
