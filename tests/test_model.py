@@ -15,11 +15,6 @@ from backend.model.io import load_model, save_model
 ATOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(1)
-
-
 def make_model(**overrides) -> MeshTransformer:
     torch.manual_seed(0)
     cfg = ModelConfig.from_dict({**load_preset("tiny").to_dict(), **overrides})
@@ -164,7 +159,7 @@ def test_training_step_reduces_loss():
 @torch.no_grad()
 def test_save_load_round_trip(tmp_path, tie):
     model = make_model(tie_embeddings=tie)
-    heads = build_heads(model.config, model.lm_head.weight)
+    heads = build_heads(model.config, model.lm_head)
     torch.nn.init.normal_(heads.wo)  # make sure the heads are not at their default init
     save_model(tmp_path, model, heads)
     loaded, loaded_heads, cfg = load_model(tmp_path)
@@ -223,3 +218,8 @@ def test_parameter_counts_of_presets():
         large = MeshTransformer(load_preset("large"))
     assert 5e6 <= count_parameters(default) <= 10e6  # fp32 weights well under 40 MB
     assert 4e8 <= count_parameters(large) <= 6e8     # BPT-sized
+
+
+def test_shared_tiny_model_dir_fixture_loads(tiny_model_dir):
+    model, heads, cfg = load_model(tiny_model_dir)
+    assert cfg == load_preset("tiny") and heads is not None and not model.training

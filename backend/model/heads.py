@@ -42,16 +42,16 @@ def _norm(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
 class DraftHeads(nn.Module):
     """Common part of both head types: the per-head vocabulary projections W^(d)."""
 
-    def __init__(self, cfg: ModelConfig, lm_head_weight: Tensor | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, lm_head: nn.Linear | None = None) -> None:
         super().__init__()
         self.num_heads = cfg.spec_heads
         d, v = cfg.d_model, cfg.vocab_size
-        if lm_head_weight is not None:
-            if lm_head_weight.shape != (v, d):
-                raise ValueError(f"lm_head_weight must be [{v}, {d}], got "
-                                 f"{tuple(lm_head_weight.shape)}")
+        if lm_head is not None:
+            if lm_head.weight.shape != (v, d):
+                raise ValueError(f"lm_head weight must be [{v}, {d}], got "
+                                 f"{tuple(lm_head.weight.shape)}")
             # Starting every head from the backbone's LM head makes distillation converge faster.
-            out = lm_head_weight.detach().to(torch.float32).expand(self.num_heads, v, d).clone()
+            out = lm_head.weight.detach().to(torch.float32).expand(self.num_heads, v, d).clone()
         else:
             out = torch.randn(self.num_heads, v, d) * 0.02
         self.out = nn.Parameter(out)  # [D, V, d]
@@ -89,8 +89,8 @@ class CrossAttentionHeads(DraftHeads):
     """XSpecMesh heads: per head, a pre-norm cross-attention block from h_s to the point
     latents and a small FFN, both residual, then a LayerNorm and W^(d)."""
 
-    def __init__(self, cfg: ModelConfig, lm_head_weight: Tensor | None = None) -> None:
-        super().__init__(cfg, lm_head_weight)
+    def __init__(self, cfg: ModelConfig, lm_head: nn.Linear | None = None) -> None:
+        super().__init__(cfg, lm_head)
         n, d, f = cfg.spec_heads, cfg.d_model, cfg.head_d_ff
         self.n_attn_heads = cfg.n_heads
         ones, zeros = torch.ones(n, d), torch.zeros(n, d)
@@ -134,8 +134,8 @@ class CrossAttentionHeads(DraftHeads):
 class MLPHeads(DraftHeads):
     """Medusa-style ablation baseline: h + SiLU(W1^(d) h + b), then W^(d). Ignores the latents."""
 
-    def __init__(self, cfg: ModelConfig, lm_head_weight: Tensor | None = None) -> None:
-        super().__init__(cfg, lm_head_weight)
+    def __init__(self, cfg: ModelConfig, lm_head: nn.Linear | None = None) -> None:
+        super().__init__(cfg, lm_head)
         n, d = cfg.spec_heads, cfg.d_model
         self.w1, self.b1 = _stacked(n, d, d, 0.0), nn.Parameter(torch.zeros(n, d))
 
@@ -148,6 +148,7 @@ class MLPHeads(DraftHeads):
 HEAD_CLASSES: dict[str, type[DraftHeads]] = {"ca": CrossAttentionHeads, "mlp": MLPHeads}
 
 
-def build_heads(cfg: ModelConfig, lm_head_weight: Tensor | None = None) -> DraftHeads:
-    """Heads of `cfg.head_type` with `cfg.spec_heads` heads."""
-    return HEAD_CLASSES[cfg.head_type](cfg, lm_head_weight)
+def build_heads(cfg: ModelConfig, lm_head: nn.Linear | None = None) -> DraftHeads:
+    """Heads of `cfg.head_type` with `cfg.spec_heads` heads, each W^(d) copied from the
+    backbone's `lm_head` when given."""
+    return HEAD_CLASSES[cfg.head_type](cfg, lm_head)
