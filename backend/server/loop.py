@@ -1,0 +1,186 @@
+"""The server loop: the main thread reads and validates request lines, one worker thread runs the
+generation so that `cancel` and `ping` are answered while it streams faces."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import traceback
+from collections.abc import Iterator
+from typing import IO, Any
+
+import numpy as np
+
+from backend import __version__
+from backend.server import protocol as P
+
+# How long shutdown waits for a cancelled generation to notice before exiting anyway.
+JOIN_TIMEOUT_S = 10.0
+
+
+def read_lines(stream: IO[bytes], max_bytes: int = P.MAX_LINE_BYTES) -> Iterator[bytes | None]:
+    """Lines from a binary stream; an over-long line is skipped in bounded memory and yields None."""
+    while True:
+        line = stream.readline(max_bytes + 1)
+        if not line:
+            return
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = stream.readline(max_bytes + 1)
+            yield None
+        else:
+            yield line
+
+
+class Server:
+    """Protocol state for one connection. `generator` is a backend.decoding.pipeline.Generator."""
+
+    def __init__(self, generator: Any, out: IO[bytes]):
+        self._generator = generator
+        self._out = out
+        self._write_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._job: tuple[str, threading.Event] | None = None
+        self._worker: threading.Thread | None = None
+        self._gone = threading.Event()  # the reader of our stdout went away
+
+    # -- output -------------------------------------------------------------------------------
+    def emit(self, line: bytes) -> None:
+        if self._gone.is_set():
+            return
+        with self._write_lock:
+            try:
+                self._out.write(line)
+                self._out.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                self._gone.set()
+                self._cancel_job()
+
+    def ready(self) -> None:
+        self.emit(P.encode_event(
+            "ready", protocol=P.PROTOCOL_VERSION, version=__version__, model=self._generator.info,
+            limits={"max_line_bytes": P.MAX_LINE_BYTES, "min_points": P.MIN_POINTS,
+                    "max_points": P.MAX_POINTS, "max_faces": P.MAX_FACES, "max_heads": P.MAX_HEADS}))
+
+    # -- input --------------------------------------------------------------------------------
+    def run(self, stream: IO[bytes]) -> None:
+        """Serve until `shutdown` or end of input; always leaves no generation running."""
+        try:
+            for line in read_lines(stream):
+                if not self.handle_line(line):
+                    break
+        finally:
+            self.stop()
+
+    def handle_line(self, line: bytes | None) -> bool:
+        """Answer one request line; False means shut down."""
+        if line is None:
+            self.emit(P.error_event(P.LINE_TOO_LONG, f"request line longer than {P.MAX_LINE_BYTES} bytes"))
+            return True
+        if not line.strip():
+            return True  # blank lines are keep-alives, not errors
+        try:
+            request = P.parse_request(line)
+        except P.ProtocolError as exc:
+            self.emit(P.error_event(exc.code, str(exc), exc.request_id))
+            return True
+        if isinstance(request, P.Shutdown):
+            return False
+        if isinstance(request, P.Ping):
+            self.emit(P.encode_event("pong", id=request.id, protocol=P.PROTOCOL_VERSION))
+        elif isinstance(request, P.Cancel):
+            self._cancel_job(request.id)
+        else:
+            self._start(request)
+        return True
+
+    def stop(self) -> None:
+        self._cancel_job()
+        if self._worker is not None:
+            self._worker.join(JOIN_TIMEOUT_S)
+
+    # -- generation ---------------------------------------------------------------------------
+    def _cancel_job(self, request_id: str | None = None) -> None:
+        """Cancel the running job (only if it has `request_id`, when given). Cancelling a job that
+        already finished is not an error: the two messages may cross."""
+        with self._state_lock:
+            if self._job is not None and request_id in (None, self._job[0]):
+                self._job[1].set()
+
+    def _start(self, request: P.Generate) -> None:
+        with self._state_lock:
+            running = self._job[0] if self._job is not None else None
+            if running is None:
+                cancel = threading.Event()
+                self._job = (request.id, cancel)
+        if running is not None:  # emit outside the lock: emit may take it to cancel
+            self.emit(P.error_event(P.BUSY, f"generation {running!r} is still running; "
+                                            "cancel it or wait for its done event", request.id))
+            return
+        self._worker = threading.Thread(target=self._generate, args=(request, cancel),
+                                        name=f"generate-{request.id}", daemon=True)
+        self._worker.start()
+
+    def _finish(self, line: bytes) -> None:
+        # Clear the job before the final event so that a client reacting to `done` with a new
+        # `generate` is never told the server is busy.
+        with self._state_lock:
+            self._job = None
+        self.emit(line)
+
+    def _generate(self, request: P.Generate, cancel: threading.Event) -> None:
+        from backend.decoding.pipeline import DoneEvent, FacesEvent, ProgressEvent
+
+        try:
+            options = self._options(request.options)
+            for event in self._generator.stream(request.points, request.normals, options, cancel):
+                if isinstance(event, FacesEvent):
+                    self.emit(P.encode_event(
+                        "faces", id=request.id,
+                        vertices=np.round(np.asarray(event.vertices, np.float64), 6).tolist(),
+                        faces=np.asarray(event.faces, np.int64).tolist()))
+                elif isinstance(event, ProgressEvent):
+                    self.emit(P.encode_event("progress", id=request.id, **_progress(event)))
+                elif isinstance(event, DoneEvent):
+                    self._finish(P.encode_event("done", id=request.id, stats=event.stats))
+                    return
+            self._finish(P.error_event(P.GENERATION_FAILED, "generation ended without a done event", request.id))
+        except Exception as exc:  # any failure becomes an error event; the server keeps serving
+            traceback.print_exc(file=sys.stderr)
+            self._finish(P.error_event(P.GENERATION_FAILED, f"{type(exc).__name__}: {exc}", request.id))
+
+    def _options(self, fields: dict[str, Any]) -> Any:
+        from backend.decoding.pipeline import GenerateOptions
+
+        fields = dict(fields)
+        heads = fields.pop("heads", None)
+        if heads == 0:  # "no drafting heads" is plain autoregressive decoding
+            fields["mode"] = "ar"
+        elif heads is not None:
+            fields["heads"] = heads
+        return GenerateOptions(**fields)
+
+
+def _progress(event: Any) -> dict[str, Any]:
+    elapsed = float(event.elapsed)
+    return {"tokens": int(event.tokens), "faces": int(event.faces),
+            "forward_passes": int(event.forward_passes), "elapsed": round(elapsed, 4),
+            "tokens_per_second": round(event.tokens / elapsed, 2) if elapsed > 0 else 0.0,
+            "scr": round(event.tokens / event.forward_passes, 3) if event.forward_passes else 0.0}
+
+
+def serve(model_dir: str | None, device: str, stdin: IO[bytes], stdout: IO[bytes]) -> int:
+    """Load the model once, announce `ready`, then serve requests until shutdown or EOF."""
+    from backend.decoding.pipeline import Generator
+
+    try:
+        generator = Generator.load(model_dir, device=device)
+    except Exception as exc:  # report why in-band: the add-on shows this message to the user
+        traceback.print_exc(file=sys.stderr)
+        stdout.write(P.error_event(P.MODEL_LOAD_FAILED, f"could not load the model: {exc}", fatal=True))
+        stdout.flush()
+        return 1
+    server = Server(generator, stdout)
+    server.ready()
+    server.run(stdin)
+    return 0

@@ -1,0 +1,225 @@
+"""The SpecMesh line protocol, version 1 (docs/protocol.md is the reference).
+
+One JSON object per line, UTF-8, both ways. This module only parses and validates requests and
+encodes events; it knows nothing about threads or models, so every rule here is testable alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+MAX_LINE_BYTES = 16 * 1024 * 1024   # 65536 points + normals as JSON fit comfortably
+MIN_POINTS = 16
+MAX_POINTS = 65536
+MAX_FACES = 20000
+MAX_HEADS = 8
+MAX_ID_CHARS = 64
+
+# Error codes (docs/protocol.md lists them with their meaning).
+INVALID_JSON = "invalid_json"
+LINE_TOO_LONG = "line_too_long"
+INVALID_REQUEST = "invalid_request"
+UNKNOWN_OP = "unknown_op"
+UNSUPPORTED_PROTOCOL = "unsupported_protocol"
+INVALID_FIELD = "invalid_field"
+INVALID_SHAPE = "invalid_shape"
+NOT_FINITE = "not_finite"
+TOO_LARGE = "too_large"
+BUSY = "busy"
+MODEL_LOAD_FAILED = "model_load_failed"
+GENERATION_FAILED = "generation_failed"
+
+
+class ProtocolError(ValueError):
+    def __init__(self, code: str, message: str, request_id: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class Ping:
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Cancel:
+    id: str
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+@dataclass(frozen=True)
+class Generate:
+    id: str
+    points: np.ndarray    # (n, 3) float32
+    normals: np.ndarray   # (n, 3) float32
+    options: dict[str, Any] = field(default_factory=dict)  # GenerateOptions fields, validated
+
+
+Request = Ping | Cancel | Shutdown | Generate
+
+# Optional generate fields: name -> (python types, lower bound, upper bound). Booleans are
+# excluded from the numeric types explicitly because `bool` is a subclass of `int`.
+_NUMBER = (int, float)
+_OPTION_RULES: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
+    "delta": (_NUMBER, 0.0, 1.0),
+    "heads": ((int,), 0, MAX_HEADS),
+    "max_faces": ((int,), 1, MAX_FACES),
+    "seed": ((int,), 0, 2**31 - 1),
+    "temperature": (_NUMBER, 0.01, 2.0),
+    "top_k": ((int,), 0, 10000),
+    "top_p": (_NUMBER, 0.01, 1.0),
+    "greedy": ((bool,), None, None),
+    "mode": ((str,), None, None),
+}
+MODES = ("ar", "speculative")
+_FIELDS = {
+    "ping": {"op", "protocol", "id"},
+    "cancel": {"op", "protocol", "id"},
+    "shutdown": {"op", "protocol"},
+    "generate": {"op", "protocol", "id", "points", "normals", *_OPTION_RULES},
+}
+
+
+def _reject_constant(name: str) -> float:
+    raise ProtocolError(NOT_FINITE, f"{name} is not a number JSON allows")
+
+
+def parse_request(line: bytes | str) -> Request:
+    """Validate one request line; raise ProtocolError (with the request id when known)."""
+    try:
+        message = json.loads(line, parse_constant=_reject_constant)
+    except ProtocolError:
+        raise
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ProtocolError(INVALID_JSON, f"not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(INVALID_REQUEST, "a request must be a JSON object")
+    request_id = message.get("id") if isinstance(message.get("id"), str) else None
+    try:
+        return _parse_message(message)
+    except ProtocolError as exc:
+        exc.request_id = request_id
+        raise
+
+
+def _parse_message(message: dict[str, Any]) -> Request:
+    op = message.get("op")
+    if not isinstance(op, str):
+        raise ProtocolError(INVALID_REQUEST, "missing string field 'op'")
+    if op not in _FIELDS:
+        raise ProtocolError(UNKNOWN_OP, f"unknown op {op[:40]!r}; expected one of {sorted(_FIELDS)}")
+    version = message.get("protocol", PROTOCOL_VERSION)
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise ProtocolError(UNSUPPORTED_PROTOCOL,
+                            f"protocol {version!r} is not supported; this server speaks {PROTOCOL_VERSION}")
+    unknown = sorted(set(message) - _FIELDS[op])
+    if unknown:
+        raise ProtocolError(INVALID_REQUEST, f"unknown field(s) for {op}: {', '.join(unknown)[:200]}")
+    if op == "shutdown":
+        return Shutdown()
+    if op == "ping":
+        return Ping(_request_id(message, required=False))
+    if op == "cancel":
+        return Cancel(_request_id(message, required=True))
+    return _parse_generate(message)
+
+
+def _request_id(message: dict[str, Any], required: bool) -> str | None:
+    value = message.get("id")
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_CHARS:
+        raise ProtocolError(INVALID_FIELD, f"'id' must be a string of 1..{MAX_ID_CHARS} characters")
+    return value
+
+
+def _parse_generate(message: dict[str, Any]) -> Generate:
+    request_id = _request_id(message, required=True)
+    points = _vectors(message, "points")
+    normals = _vectors(message, "normals")
+    if normals.shape != points.shape:
+        raise ProtocolError(INVALID_SHAPE, f"'normals' has {len(normals)} rows but 'points' has {len(points)}")
+    if np.ptp(points, axis=0).max() <= 0.0:
+        raise ProtocolError(INVALID_FIELD, "'points' are all the same point; there is no shape to follow")
+    options = {name: _option(name, message[name]) for name in _OPTION_RULES if name in message}
+    return Generate(request_id, points, normals, options)
+
+
+def _vectors(message: dict[str, Any], name: str) -> np.ndarray:
+    """A list of [x, y, z] numbers -> float32 (n, 3); checks shape, types and finiteness."""
+    rows = message.get(name)
+    if not isinstance(rows, list):
+        raise ProtocolError(INVALID_SHAPE, f"'{name}' must be a list of [x, y, z] rows")
+    if len(rows) > MAX_POINTS:
+        raise ProtocolError(TOO_LARGE, f"'{name}' has {len(rows)} rows; the limit is {MAX_POINTS}")
+    if len(rows) < MIN_POINTS:
+        raise ProtocolError(INVALID_SHAPE, f"'{name}' has {len(rows)} rows; at least {MIN_POINTS} are needed")
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == 3
+                and all(type(c) in _NUMBER for c in row)):  # type(): no bools, no numeric strings
+            raise ProtocolError(INVALID_SHAPE, f"every row of '{name}' must be [x, y, z] numbers, got {str(row)[:60]}")
+    try:
+        array = np.asarray(rows, dtype=np.float64)
+    except OverflowError:  # integers beyond float range
+        raise ProtocolError(NOT_FINITE, f"'{name}' has a value beyond float range") from None
+    if not np.isfinite(array).all() or np.abs(array).max() > 1e30:
+        raise ProtocolError(NOT_FINITE, f"'{name}' contains a non-finite or absurdly large value")
+    return array.astype(np.float32)
+
+
+def _option(name: str, value: Any) -> Any:
+    types, low, high = _OPTION_RULES[name]
+    if isinstance(value, bool) != (types == (bool,)) or not isinstance(value, types):
+        kind = "true or false" if types == (bool,) else "a string" if types == (str,) else \
+            "an integer" if types == (int,) else "a number"
+        raise ProtocolError(INVALID_FIELD, f"'{name}' must be {kind}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProtocolError(NOT_FINITE, f"'{name}' must be finite")
+    if low is not None and not low <= value <= high:
+        raise ProtocolError(INVALID_FIELD, f"'{name}' must be in [{low}, {high}], got {value}")
+    if name == "mode" and value not in MODES:
+        raise ProtocolError(INVALID_FIELD, f"'mode' must be one of {MODES}, got {value[:40]!r}")
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def encode_event(event: str, **fields: Any) -> bytes:
+    """One event line. NaN/inf are turned into null so that a line is always valid JSON."""
+    payload = {"event": event, **fields}
+    try:
+        text = json.dumps(payload, default=_jsonable, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # a NaN in stats: send null rather than break the stream
+        text = json.dumps(_nan_to_none(payload), default=_jsonable, separators=(",", ":"))
+    return text.encode() + b"\n"
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return None
+    return value
+
+
+def error_event(code: str, message: str, request_id: str | None = None, fatal: bool = False) -> bytes:
+    return encode_event("error", id=request_id, code=code, message=message, fatal=fatal)
