@@ -1,0 +1,83 @@
+"""Plain autoregressive decoding with the static KV cache: one backbone forward pass per token.
+
+`stream_ar` is the batch-1 baseline the pipeline runs; `generate_ar_batch` runs many conditions
+in lockstep to produce the backbone's own generations as distillation labels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from backend.decoding.grammar_mask import GrammarMasks
+from backend.decoding.sampling import SamplingConfig, distribution, make_generator, sample, sample_token
+from backend.model.decoder import MeshTransformer
+from backend.tokenizer.grammar import GrammarState
+from backend.tokenizer.vocab import BOS, EOS
+
+
+def token_limit(model: MeshTransformer, max_tokens: int) -> int:
+    """Most tokens a generation may produce: the last one is never fed back, so a sequence of
+    n tokens occupies positions 0..n-1 (BOS first) and n may reach max_seq_len."""
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    return min(int(max_tokens), model.config.max_seq_len)
+
+
+@torch.inference_mode()
+def stream_ar(model: MeshTransformer, latents: Tensor, sampling: SamplingConfig, max_tokens: int,
+              generator: torch.Generator | None) -> Iterator[list[int]]:
+    """Yield [token] per forward pass (BOS prefill first) until EOS or `max_tokens`."""
+    limit = token_limit(model, max_tokens)
+    cache = model.new_cache(1, limit, latents)
+    masks = GrammarMasks(latents.device)
+    state = GrammarState()
+    token = BOS
+    for _ in range(limit):
+        logits, _ = model(torch.tensor([[token]], device=latents.device), cache=cache)
+        token = sample_token(logits[0, -1], masks(state), sampling, generator)
+        state.advance(token)
+        yield [token]
+        if token == EOS:
+            return
+
+
+@torch.inference_mode()
+def generate_ar_batch(model: MeshTransformer, points: np.ndarray | Tensor, normals: np.ndarray | Tensor,
+                      sampling: SamplingConfig, max_tokens: int, seed: int) -> list[np.ndarray]:
+    """Sample one sequence per condition (points, normals [B, N, 3], already normalized) in
+    lockstep. Finished rows keep being fed EOS and are ignored; the loop ends when every row has
+    finished or `max_tokens` is reached. Each returned int64 array ends with EOS if it finished."""
+    device = next(model.parameters()).device
+    points = torch.as_tensor(points, dtype=torch.float32, device=device)
+    normals = torch.as_tensor(normals, dtype=torch.float32, device=device)
+    if points.ndim != 3 or points.shape[-1] != 3 or normals.shape != points.shape:
+        raise ValueError(f"points and normals must both be [B, N, 3], got {tuple(points.shape)} "
+                         f"and {tuple(normals.shape)}")
+    batch = points.shape[0]
+    limit = token_limit(model, max_tokens)
+    latents = model.encode_points(points, normals)
+    cache = model.new_cache(batch, limit, latents)
+    masks = GrammarMasks(device)
+    eos_only = torch.zeros(model.config.vocab_size, dtype=torch.bool, device=device)
+    eos_only[EOS] = True
+    generator = make_generator(seed, device)
+    states = [GrammarState() for _ in range(batch)]
+    rows: list[list[int]] = [[] for _ in range(batch)]
+    active = set(range(batch))
+    fed = torch.full((batch, 1), BOS, dtype=torch.long, device=device)
+    for _ in range(limit):
+        logits, _ = model(fed, cache=cache)
+        mask = torch.stack([masks(states[i]) if i in active else eos_only for i in range(batch)])
+        fed = sample(distribution(logits[:, -1], mask, sampling), generator).view(batch, 1)
+        for i, token in enumerate(fed.view(-1).tolist()):
+            if i in active:
+                states[i].advance(token)
+                rows[i].append(token)
+                if token == EOS:
+                    active.discard(i)
+        if not active:
+            break
+    return [np.asarray(row, dtype=np.int64) for row in rows]

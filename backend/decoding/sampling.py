@@ -1,0 +1,69 @@
+"""Token sampling: logits + grammar mask -> probability distribution -> token.
+
+The grammar mask is applied first (disallowed logits become -inf), then temperature, top-k and
+top-p, so that the filters only ever choose among tokens the grammar allows. Greedy decoding is
+the one-hot distribution on the masked argmax, which lets the speculative verifier treat greedy
+and sampled decoding alike (a draft is accepted iff it is the argmax)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 0.5  # BPT's settings
+    top_k: int = 50           # 0 disables top-k
+    top_p: float = 0.95       # 1.0 disables top-p
+    greedy: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.greedy and not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 (use greedy for argmax), got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def distribution(logits: Tensor, mask: Tensor | None, cfg: SamplingConfig) -> Tensor:
+    """Probabilities (..., V) the sampler draws from, given logits (..., V) and an optional bool
+    mask of allowed tokens broadcastable to them. Rows must allow at least one token."""
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    if cfg.greedy:
+        return torch.zeros_like(logits).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
+    vocab = logits.shape[-1]
+    k = vocab if cfg.top_k == 0 else min(cfg.top_k, vocab)
+    values, index = (logits / cfg.temperature).topk(k, dim=-1)  # sorted, descending
+    probs = values.softmax(-1)
+    if cfg.top_p < 1.0:
+        # Keep the smallest prefix whose mass reaches top_p (the first token always survives).
+        before = probs.cumsum(-1) - probs
+        probs = probs.masked_fill(before >= cfg.top_p, 0.0)
+        probs = probs / probs.sum(-1, keepdim=True)
+    return torch.zeros_like(logits).scatter_(-1, index, probs)
+
+
+def sample(probs: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One token per row of `probs` (V,) or (B, V), drawn with `generator` (reproducible per seed)."""
+    flat = probs.reshape(-1, probs.shape[-1])
+    return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+
+
+def sample_token(logits: Tensor, mask: Tensor | None, cfg: SamplingConfig,
+                 generator: torch.Generator | None) -> int:
+    """Sample one token id from a single row of logits (V,)."""
+    return int(sample(distribution(logits, mask, cfg), generator))
+
+
+def make_generator(seed: int, device: torch.device | str) -> torch.Generator:
+    """A seeded generator on `device` (torch requires the generator to live where it samples)."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(seed))
+    return generator

@@ -1,0 +1,240 @@
+"""XSpecMesh multi-head speculative decoding (Algorithm 1), batch 1.
+
+Invariant between passes: `tokens` holds the accepted tokens x_1..x_n; the cache holds BOS and
+x_1..x_{n-1} (cache.pos == n); x_n is the backbone's own sample (always accepted) and `hidden`
+is the backbone's final hidden state at position n-1, the one that predicted x_n.
+
+One pass: the heads read that hidden state and draft x_{n+1}..x_{n+L} (head d predicts the token
+d positions after x_n); the backbone runs ONE forward over [x_n, drafts] at positions n..n+L and
+gives its own distribution for x_{n+1}..x_{n+L+1}. Drafts are accepted left to right; at the
+first rejection the backbone samples that position itself, and when all are accepted the last
+position gives a bonus token. So every pass (the BOS prefill included) yields 1..L+1 tokens and
+SCR = tokens / passes counts honestly. Rolling back is `cache.pos = n + 1 + accepted`.
+
+Acceptance ("verify"):
+- "threshold" (paper): accept x while p_backbone(x) > delta; resample the rejected position from
+  p_backbone. With greedy sampling p_backbone is one-hot on its argmax, so a draft is accepted iff
+  it equals the argmax and the output is exactly the AR greedy output for any delta < 1.
+- "exact": standard speculative sampling, accept with probability min(1, p(x)/q(x)) and resample
+  from norm(max(0, p - q)); the output has exactly the backbone's (processed) distribution.
+p and q are the distributions the sampler draws from (grammar mask, temperature, top-k, top-p).
+
+Drafting ("draft"): "is" samples each head independently; "pts" builds the tree of each head's
+top-K_s tokens, prunes paths whose probability product falls below 1e-5, and samples one whole
+path by its product. Every draft is sampled under the grammar state its predecessors reach."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from backend.decoding.autoregressive import token_limit
+from backend.decoding.grammar_mask import GrammarMasks, clone_state
+from backend.decoding.sampling import SamplingConfig, distribution, sample
+from backend.model.decoder import MeshTransformer
+from backend.tokenizer.grammar import GrammarState
+from backend.tokenizer.vocab import BOS, EOS
+
+DRAFT_MODES = ("is", "pts")
+VERIFY_MODES = ("threshold", "exact")
+PTS_PRUNE = 1e-5
+
+
+@dataclass
+class Draft:
+    tokens: list[int]
+    masks: Tensor      # [len+1, V]: row j is the grammar mask after x_n and tokens[:j]
+    q: Tensor | None   # [len, V]: distribution tokens[j] was drawn from given tokens[:j] (exact mode)
+
+
+class SpeculativeDecoder:
+    """Algorithm 1 as a small state machine; `stream_speculative` drives it. The cache and the
+    accepted tokens are attributes so tests can check the rollback."""
+
+    def __init__(self, model: MeshTransformer, heads: nn.Module, latents: Tensor, sampling: SamplingConfig,
+                 max_tokens: int, generator: torch.Generator | None, *, delta: float = 0.5,
+                 num_heads: int | None = None, draft: str = "is", pts_k: int = 3,
+                 verify: str = "threshold") -> None:
+        trained = heads.num_heads
+        num_heads = trained if num_heads is None else int(num_heads)
+        if not 1 <= num_heads <= trained:
+            raise ValueError(f"num_heads must be in 1..{trained} (heads trained), got {num_heads}")
+        if draft not in DRAFT_MODES:
+            raise ValueError(f"draft must be one of {DRAFT_MODES}, got {draft!r}")
+        if verify not in VERIFY_MODES:
+            raise ValueError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
+        if not 0.0 <= delta <= 1.0:
+            raise ValueError(f"delta must be in [0, 1], got {delta}")
+        if draft == "pts" and not 1 <= pts_k <= 16:
+            raise ValueError(f"pts_k must be in 1..16, got {pts_k}")
+        self.model, self.heads, self.latents = model, heads, latents
+        self.sampling, self.generator = sampling, generator
+        self.delta, self.num_heads, self.draft_mode, self.pts_k, self.verify = (
+            float(delta), num_heads, draft, int(pts_k), verify)
+        self.limit = token_limit(model, max_tokens)
+        with torch.inference_mode():
+            self.cache = model.new_cache(1, self.limit, latents)
+            self.prepared = heads.prepare(latents)  # the heads' latent K/V, once per generation
+        self.masks = GrammarMasks(latents.device)
+        self.state = GrammarState()  # after every accepted token
+        self.tokens: list[int] = []
+        self.hidden: Tensor | None = None  # [1, d]
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.tokens) and (self.tokens[-1] == EOS or len(self.tokens) >= self.limit)
+
+    def _accept(self, new: list[int], hidden: Tensor) -> list[int]:
+        for token in new:
+            self.state.advance(token)
+        self.tokens.extend(new)
+        self.hidden = hidden
+        return new
+
+    @torch.inference_mode()
+    def prefill(self) -> list[int]:
+        logits, hidden = self.model(torch.tensor([[BOS]], device=self.latents.device), cache=self.cache)
+        token = int(sample(distribution(logits[0, -1], self.masks(self.state), self.sampling), self.generator))
+        return self._accept([token], hidden[:, -1])
+
+    @torch.inference_mode()
+    def step(self) -> list[int]:
+        """One backbone forward pass; returns the 1..L+1 tokens it accepted."""
+        n = len(self.tokens)
+        draft = self._draft(min(self.num_heads, self.limit - n - 1))
+        fed = torch.tensor([[self.tokens[-1], *draft.tokens]], device=self.latents.device)
+        logits, hidden = self.model(fed, cache=self.cache)
+        probs = distribution(logits[0], draft.masks, self.sampling)  # [L+1, V]
+        accepted = self._verify(draft, probs)
+        k = len(accepted)
+        self.cache.pos = n + 1 + k  # keep x_n and the accepted drafts; forget the rest
+        if k < len(draft.tokens):  # rejected at row k: the backbone samples that position
+            extra = [self._resample(probs[k], None if draft.q is None else draft.q[k])]
+        elif accepted and accepted[-1] == EOS:
+            extra = []
+        else:  # all accepted: the last row is a free backbone token
+            extra = [int(sample(probs[k], self.generator))]
+        return self._accept(accepted + extra, hidden[:, k])
+
+    def _verify(self, draft: Draft, probs: Tensor) -> list[int]:
+        count = len(draft.tokens)
+        if count == 0:
+            return []
+        rows = torch.arange(count, device=probs.device)
+        index = torch.tensor(draft.tokens, device=probs.device)
+        p = probs[rows, index]
+        if self.verify == "threshold":
+            ok = p > self.delta
+        else:  # accept with probability min(1, p/q), i.e. u * q < p
+            u = torch.rand(count, generator=self.generator, device=probs.device, dtype=probs.dtype)
+            ok = u * draft.q[rows, index] < p
+        k = int(ok.int().cumprod(0).sum())
+        return draft.tokens[:k]
+
+    def _resample(self, p: Tensor, q: Tensor | None) -> int:
+        if q is not None:
+            residual = (p - q).clamp_min(0.0)
+            total = residual.sum()
+            # p == q leaves no residual mass, but then the draft could not have been rejected
+            # (only rounding gets here), so falling back to p keeps the distribution.
+            p = torch.where(total > 0, residual / total.clamp_min(1e-30), p)
+        return int(sample(p, self.generator))
+
+    # --- drafting -------------------------------------------------------------------------
+    def _draft(self, length: int) -> Draft:
+        root = self.masks(self.state)
+        if length <= 0:
+            return Draft([], root.unsqueeze(0), None)
+        assert self.hidden is not None, "prefill() first"
+        head_logits = self.heads.draft(self.hidden, self.prepared, num_heads=length)[0]  # [L, V]
+        if self.draft_mode == "is":
+            return self._draft_independent(head_logits)
+        return self._draft_tree(head_logits)
+
+    def _draft_independent(self, head_logits: Tensor) -> Draft:
+        state = clone_state(self.state)
+        tokens: list[int] = []
+        masks = [self.masks(state)]
+        qs: list[Tensor] = []
+        for logits in head_logits:
+            q = distribution(logits, masks[-1], self.sampling)
+            token = int(sample(q, self.generator))
+            state.advance(token)
+            tokens.append(token)
+            masks.append(self.masks(state))
+            qs.append(q)
+            if token == EOS:
+                break
+        return Draft(tokens, torch.stack(masks), torch.stack(qs) if self.verify == "exact" else None)
+
+    def _draft_tree(self, head_logits: Tensor) -> Draft:
+        leaves = probability_tree(head_logits, self.state, self.masks, self.sampling, self.pts_k)
+        weights = torch.tensor([w for _, w, _ in leaves], dtype=torch.float64, device=self.latents.device)
+        path, _, states = leaves[int(sample(weights, self.generator))]
+        masks = torch.stack([self.masks(s) for s in states])
+        q = _tree_conditionals(leaves, path, head_logits) if self.verify == "exact" else None
+        return Draft(list(path), masks, q)
+
+
+Leaf = tuple[tuple[int, ...], float, list[GrammarState]]
+
+
+def probability_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks,
+                     sampling: SamplingConfig, k: int, prune: float = PTS_PRUNE) -> list[Leaf]:
+    """Leaves (path, product of probabilities, grammar states along the path, root first) of the
+    top-k tree over the heads' distributions [L, V]. Branches whose product falls below `prune`
+    are cut; the deepest level that still has paths is returned (paths ending in EOS stop
+    early and stay). A tree with no surviving child returns the empty path."""
+    frontier: list[Leaf] = [((), 1.0, [clone_state(state)])]
+    for logits in head_logits:
+        children: list[Leaf] = []
+        grew = False
+        top: dict[tuple[int, int], tuple[list[float], list[int]]] = {}  # per grammar mask
+        for path, weight, states in frontier:
+            last = states[-1]
+            if path and path[-1] == EOS:
+                children.append((path, weight, states))
+                continue
+            key = (int(last.kind), last.forbidden_token)
+            if key not in top:
+                values, index = distribution(logits, masks(last), sampling).topk(k)
+                top[key] = (values.tolist(), index.tolist())
+            for p, token in zip(*top[key]):
+                if weight * p < prune:
+                    continue
+                child = clone_state(last)
+                child.advance(token)
+                children.append(((*path, token), weight * p, [*states, child]))
+                grew = True
+        if not grew:
+            break
+        frontier = children
+    return frontier
+
+
+def _tree_conditionals(leaves: list[Leaf], path: tuple[int, ...], head_logits: Tensor) -> Tensor:
+    """q[j] = probability that path sampling puts token t at depth j given path[:j] (the
+    normalized leaf weight under each child), so exact verification stays lossless with PTS."""
+    q = torch.zeros(len(path), head_logits.shape[-1], dtype=torch.float64)
+    for j in range(len(path)):
+        for other, weight, _ in leaves:
+            if len(other) > j and other[:j] == path[:j]:
+                q[j, other[j]] += weight
+    return (q / q.sum(-1, keepdim=True)).to(head_logits.device)
+
+
+def stream_speculative(model: MeshTransformer, heads: nn.Module | None, latents: Tensor,
+                       sampling: SamplingConfig, max_tokens: int, generator: torch.Generator | None, *,
+                       delta: float = 0.5, num_heads: int | None = None, draft: str = "is", pts_k: int = 3,
+                       verify: str = "threshold") -> Iterator[list[int]]:
+    """Yield the tokens accepted by each backbone forward pass until EOS or `max_tokens`."""
+    if heads is None:
+        raise ValueError("speculative decoding needs drafting heads; this model has none (use mode 'ar')")
+    decoder = SpeculativeDecoder(model, heads, latents, sampling, max_tokens, generator, delta=delta,
+                                 num_heads=num_heads, draft=draft, pts_k=pts_k, verify=verify)
+    yield decoder.prefill()
+    while not decoder.finished:
+        yield decoder.step()
