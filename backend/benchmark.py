@@ -141,7 +141,8 @@ def run_bench(
     if heads == 0:
         log("the model has no drafting heads: only the AR baseline was measured")
     else:
-        spec = dataclasses.replace(base, mode="speculative")
+        # Name the head count explicitly so the D sweep's run at the default D is the same (cached) run.
+        spec = dataclasses.replace(base, mode="speculative", heads=base.heads or heads)
         report["speculative"] = with_speedup(runner.run(spec, "speculative"), ar)
         deltas = QUICK_DELTAS if quick else DELTAS
         head_counts = sorted({1, min(heads, MAX_SWEEP_HEADS)}) if quick else range(1, min(heads, MAX_SWEEP_HEADS) + 1)

@@ -1,9 +1,10 @@
 """Quality of generated meshes against their inputs, beside the baseline an artist would reach
 for instead: quadric decimation of the input down to the same face count.
 
-Metrics are computed after mapping both meshes with the *input's* BPT normalization (longest side
-spans [-0.95, 0.95]), so numbers are comparable across inputs of any size and a wrongly scaled
-output is penalised rather than normalized away.
+Distances follow BPT (`backend.mesh.metrics`): each mesh normalized to [-0.95, 0.95] on its own,
+1024 samples, so numbers compare across inputs of any size. The noise-floor ratio divides the
+Chamfer distance by that of the input against a second sampling of itself (1.0 = as close as
+sampling noise allows).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from backend.generation import generate
 from backend.inputs import from_mesh
 from backend.mesh.io import load_mesh
 from backend.mesh.metrics import chamfer_hausdorff, noise_floor
-from backend.mesh.normalize import Normalization
 
 MESH_SUFFIXES = (".obj", ".ply", ".glb", ".gltf", ".stl", ".off")
 METRIC_POINTS = 1024
@@ -82,19 +82,14 @@ def measure(reference: trimesh.Trimesh, candidate: trimesh.Trimesh, floor: float
            "noise_floor_ratio": None}
     if len(candidate.faces) == 0:
         return row
-    frame = Normalization.fit(reference.vertices)
-    cd, hd = chamfer_hausdorff(_mapped(reference, frame), _mapped(candidate, frame), n=METRIC_POINTS, seed=seed)
+    cd, hd = chamfer_hausdorff(reference, candidate, n=METRIC_POINTS, seed=seed)
     row.update(chamfer=float(cd), hausdorff=float(hd), noise_floor_ratio=float(cd / floor) if floor > 0 else None)
     return row
 
 
-def _mapped(mesh: trimesh.Trimesh, frame: Normalization) -> trimesh.Trimesh:
-    return trimesh.Trimesh(frame.apply(mesh.vertices), mesh.faces, process=False)
-
-
 def input_noise_floor(mesh: trimesh.Trimesh, seed: int) -> float:
-    frame = Normalization.fit(mesh.vertices)
-    return float(noise_floor(_mapped(mesh, frame), n=METRIC_POINTS, seed=seed))
+    """Chamfer distance of the input against an independent sampling of itself."""
+    return float(noise_floor(mesh, n=METRIC_POINTS, seed=seed)[0])
 
 
 def evaluate_case(generator: Generator, case: Case, options: GenerateOptions) -> dict:
