@@ -1,0 +1,300 @@
+"""Point cloud in, stream of face events out: what `specmesh generate`, `serve`, `eval` and
+`bench` all run.
+
+`Generator.stream` validates the cloud, fits BPT's normalization on it, resamples it to the
+model's point count, encodes it, runs the AR or speculative decoder, turns tokens into faces with
+the `IncrementalDecoder`, merges vertices by quantized coordinate and maps them back to the
+caller's frame. One FacesEvent per forward pass that completed faces, so a viewer sees the mesh
+grow at the decoder's pace."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backend.decoding.autoregressive import stream_ar, token_limit
+from backend.decoding.sampling import SamplingConfig, make_generator
+from backend.decoding.speculative import DRAFT_MODES, VERIFY_MODES, stream_speculative
+from backend.inputs import estimate_normals
+from backend.mesh.normalize import Normalization
+from backend.mesh.quantize import dequantize
+from backend.model.config import ModelConfig
+from backend.model.decoder import MeshTransformer, count_parameters
+from backend.model.heads import DraftHeads
+from backend.model.io import load_model
+from backend.tokenizer.incremental import IncrementalDecoder
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
+MODEL_DIR_ENV = "SPECMESH_MODEL_DIR"
+MODES = ("ar", "speculative")
+PROGRESS_INTERVAL = 0.2  # seconds between ProgressEvents
+
+
+@dataclass
+class GenerateOptions:
+    mode: str = "speculative"  # "ar" | "speculative" (falls back to "ar" when the model has no heads)
+    delta: float = 0.5
+    heads: int | None = None   # drafting heads to use; None = all the model has
+    draft: str = "is"          # "is" | "pts"
+    pts_k: int = 3
+    verify: str = "threshold"  # "threshold" (paper) | "exact" (lossless speculative sampling)
+    temperature: float = 0.5
+    top_k: int = 50
+    top_p: float = 0.95
+    greedy: bool = False
+    max_faces: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.draft not in DRAFT_MODES:
+            raise ValueError(f"draft must be one of {DRAFT_MODES}, got {self.draft!r}")
+        if self.verify not in VERIFY_MODES:
+            raise ValueError(f"verify must be one of {VERIFY_MODES}, got {self.verify!r}")
+        if not 0.0 <= self.delta <= 1.0:
+            raise ValueError(f"delta must be in [0, 1], got {self.delta}")
+        if self.heads is not None and self.heads < 1:
+            raise ValueError(f"heads must be >= 1 (or None for all), got {self.heads}")
+        if self.max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1, got {self.max_faces}")
+        self.sampling()  # validates temperature, top_k, top_p
+
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                              greedy=self.greedy)
+
+
+@dataclass
+class FacesEvent:
+    vertices: np.ndarray  # float64 (k, 3): the NEW vertices, caller's frame
+    faces: np.ndarray     # int64 (m, 3): indices into all vertices sent so far
+
+
+@dataclass
+class ProgressEvent:
+    tokens: int
+    faces: int
+    forward_passes: int
+    elapsed: float
+
+
+@dataclass
+class DoneEvent:
+    stats: dict
+    tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # the whole sequence
+
+
+Event = FacesEvent | ProgressEvent | DoneEvent
+
+
+class MeshAssembler:
+    """Quantized face corners -> indexed mesh in the caller's frame, built incrementally.
+    Vertices are merged by quantized coordinate; zero-area faces (collinear corners, which the
+    grammar cannot rule out) are dropped and counted."""
+
+    def __init__(self, normalization: Normalization) -> None:
+        self.normalization = normalization
+        self.index: dict[tuple[int, int, int], int] = {}
+        self.num_faces = 0
+        self.degenerate = 0
+
+    def add(self, corners: list[np.ndarray]) -> FacesEvent | None:
+        new_vertices: list[tuple[int, int, int]] = []
+        faces: list[list[int]] = []
+        for face in corners:
+            if not np.cross(face[1] - face[0], face[2] - face[0]).any():
+                self.degenerate += 1
+                continue
+            row = []
+            for corner in map(tuple, face.tolist()):
+                if corner not in self.index:
+                    self.index[corner] = len(self.index)
+                    new_vertices.append(corner)
+                row.append(self.index[corner])
+            faces.append(row)
+        if not faces:
+            return None
+        self.num_faces += len(faces)
+        vertices = self.normalization.invert(dequantize(np.asarray(new_vertices, np.int64).reshape(-1, 3)))
+        return FacesEvent(vertices, np.asarray(faces, np.int64))
+
+
+def check_cloud(points: np.ndarray, normals: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """float64 (N, 3) points and unit normals (or None); ValueError on anything else."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
+        raise ValueError(f"points must be a non-empty (N, 3) array, got shape {points.shape}")
+    if not np.isfinite(points).all():
+        raise ValueError("points contain NaN or infinite values")
+    if normals is None:
+        return points, None
+    normals = np.asarray(normals, dtype=np.float64)
+    if normals.shape != points.shape:
+        raise ValueError(f"normals must have the points' shape {points.shape}, got {normals.shape}")
+    if not np.isfinite(normals).all():
+        raise ValueError("normals contain NaN or infinite values")
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    return points, normals / np.where(length > 0, length, 1.0)
+
+
+def resample(points: np.ndarray, normals: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exactly `count` points: a random subset, or with repeats when the cloud is smaller."""
+    if len(points) == count:
+        return points, normals
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(points), count, replace=len(points) < count)
+    return points[pick], normals[pick]
+
+
+def resolve_model_dir(model_dir: str | Path | None) -> Path:
+    if model_dir is None:
+        model_dir = os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR
+    path = Path(model_dir)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no model at {path} (expected config.json and model.safetensors); "
+                                f"pass a model directory or set {MODEL_DIR_ENV}")
+    return path
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r} (use auto, cpu or cuda)") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but CUDA is not available")
+    return resolved
+
+
+def _stop_reason(detok: IncrementalDecoder, faces: int, max_faces: int,
+                 cancel: threading.Event | None) -> str | None:
+    if detok.finished:
+        return "eos"
+    if faces >= max_faces:
+        return "max_faces"
+    if cancel is not None and cancel.is_set():
+        return "cancelled"
+    return None
+
+
+class Generator:
+    def __init__(self, model: MeshTransformer, heads: DraftHeads | None, config: ModelConfig,
+                 name: str = "model") -> None:
+        self.model, self.heads, self.config = model.eval(), heads, config
+        self.device = next(model.parameters()).device
+        self.info = {
+            "name": name,
+            "device": str(self.device),
+            "parameters": count_parameters(model),
+            "config": config.to_dict(),
+            "heads": 0 if heads is None else heads.num_heads,
+            "head_type": None if heads is None else config.head_type,
+        }
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None = None, device: str = "auto") -> "Generator":
+        """None -> $SPECMESH_MODEL_DIR or <repo>/models/default; device auto -> cuda if available."""
+        path = resolve_model_dir(model_dir)
+        model, heads, config = load_model(path, resolve_device(device))
+        return cls(model, heads, config, name=path.name)
+
+    def stream(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
+               cancel: threading.Event | None = None) -> Iterator[Event]:
+        points, normals = check_cloud(points, normals)
+        started = time.perf_counter()
+        normalization = Normalization.fit(points)
+        if normals is None:
+            normals = estimate_normals(points)
+        sample_points, sample_normals = resample(normalization.apply(points), normals,
+                                                 self.config.n_points, options.seed)
+        tokens_stream = self._decode(sample_points, sample_normals, options)
+
+        assembler = MeshAssembler(normalization)
+        detok = IncrementalDecoder()
+        tokens: list[int] = []
+        passes = 0
+        first_face: float | None = None
+        last_progress = started
+        for accepted in tokens_stream:
+            passes += 1
+            corners: list[np.ndarray] = []
+            for token in accepted:
+                tokens.append(token)
+                corners += detok.push(token)
+            event = assembler.add(corners[:options.max_faces - assembler.num_faces])
+            now = time.perf_counter()
+            if event is not None:
+                first_face = now - started if first_face is None else first_face
+                yield event
+            stop_reason = _stop_reason(detok, assembler.num_faces, options.max_faces, cancel)
+            if stop_reason is not None:
+                break
+            if now - last_progress >= PROGRESS_INTERVAL:
+                last_progress = now
+                yield ProgressEvent(len(tokens), assembler.num_faces, passes, now - started)
+        else:
+            stop_reason = "max_tokens"
+        tokens_stream.close()  # release the decoder's cache now, not at garbage collection
+        seconds = time.perf_counter() - started
+        yield ProgressEvent(len(tokens), assembler.num_faces, passes, seconds)
+        stats = {
+            "tokens": len(tokens),
+            "faces": assembler.num_faces,
+            "forward_passes": passes,
+            "seconds": seconds,
+            "tokens_per_second": len(tokens) / seconds if seconds > 0 else 0.0,
+            "time_to_first_face": first_face,
+            "valid": assembler.num_faces > 0,
+            "scr": len(tokens) / passes if passes else 0.0,
+            "stop_reason": stop_reason,
+            "mode": "speculative" if self._speculative(options) else "ar",
+            "heads_used": self._num_heads(options) if self._speculative(options) else 0,
+            "degenerate_dropped": assembler.degenerate,
+            "vertices": len(assembler.index),
+        }
+        yield DoneEvent(stats, np.asarray(tokens, np.int64))
+
+    def generate(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
+                 cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Drain `stream`: (vertices float64 (n, 3), faces int64 (m, 3), stats)."""
+        vertices, faces, stats = [np.zeros((0, 3))], [np.zeros((0, 3), np.int64)], {}
+        for event in self.stream(points, normals, options, cancel):
+            if isinstance(event, FacesEvent):
+                vertices.append(event.vertices)
+                faces.append(event.faces)
+            elif isinstance(event, DoneEvent):
+                stats = event.stats
+        return np.concatenate(vertices), np.concatenate(faces), stats
+
+    def _speculative(self, options: GenerateOptions) -> bool:
+        return options.mode == "speculative" and self.heads is not None
+
+    def _num_heads(self, options: GenerateOptions) -> int:
+        """Heads asked for, clamped to those trained (a UI slider may ask for more)."""
+        trained = self.heads.num_heads if self.heads is not None else 0
+        return trained if options.heads is None else min(options.heads, trained)
+
+    def _decode(self, points: np.ndarray, normals: np.ndarray, options: GenerateOptions) -> Iterator[list[int]]:
+        dtype = next(self.model.parameters()).dtype
+        with torch.inference_mode():
+            latents = self.model.encode_points(
+                torch.as_tensor(points, dtype=dtype, device=self.device)[None],
+                torch.as_tensor(normals, dtype=dtype, device=self.device)[None])
+        generator = make_generator(options.seed, self.device)
+        max_tokens = token_limit(self.model, self.config.max_seq_len)
+        if not self._speculative(options):
+            return stream_ar(self.model, latents, options.sampling(), max_tokens, generator)
+        return stream_speculative(self.model, self.heads, latents, options.sampling(), max_tokens, generator,
+                                  delta=options.delta, num_heads=self._num_heads(options), draft=options.draft,
+                                  pts_k=options.pts_k, verify=options.verify)
