@@ -141,3 +141,17 @@ def test_incremental_agrees_with_decode(data):
     assert decoder.finished and decoder.num_faces == len(streamed)
     assert all(f.shape == (3, 3) and f.dtype == np.int64 for f in streamed)
     assert face_set(qmesh(np.concatenate(streamed), np.arange(3 * len(streamed)).reshape(-1, 3))) == face_set(decode(tokens))
+
+
+def test_tokens_do_not_depend_on_input_numbering():
+    q, _ = normalize_and_quantize(trimesh.creation.icosphere(subdivisions=2))
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(q.vertices))
+    inverse = np.argsort(perm)
+    faces = inverse[q.faces][rng.permutation(len(q.faces))]
+    faces = np.roll(faces, 1, axis=1)  # cyclic rotation keeps orientation
+    shuffled = QuantizedMesh(q.vertices[perm], faces)
+    assert np.array_equal(encode(shuffled), encode(q))
+    flipped = QuantizedMesh(q.vertices, q.faces[:, ::-1])
+    assert not np.array_equal(encode(flipped), encode(q))
+    assert face_set(decode(encode(flipped))) == face_set(flipped)
