@@ -1,0 +1,58 @@
+"""The sidebar panel: 3D Viewport > N > SpecMesh."""
+
+from __future__ import annotations
+
+import textwrap
+
+import bpy
+
+from . import runtime
+
+
+class SPECMESH_PT_generate(bpy.types.Panel):
+    bl_label = "SpecMesh"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "SpecMesh"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        props = context.scene.specmesh
+        session = runtime.running_session()
+
+        if session is None:
+            row = layout.row()
+            row.scale_y = 1.5
+            row.operator("specmesh.generate", icon="MOD_REMESH")
+        else:
+            p = session.progress
+            layout.progress(factor=p.fraction, type="BAR",
+                            text=f"{p.faces} / {session.settings.max_faces} faces")
+            row = layout.row()
+            row.label(text=f"{p.tokens_per_second:.0f} tokens/s")
+            row.label(text=f"SCR {p.scr:.2f}")
+            layout.operator("specmesh.cancel", icon="CANCEL")
+
+        col = layout.column()
+        col.enabled = session is None
+        col.label(text="Speed ⟷ Quality")
+        row = col.row(align=True)
+        row.prop(props, "quality", text="")
+        row.label(text=f"δ {props.delta:.2f}")
+        col.prop(props, "heads")
+        col.prop(props, "max_faces")
+        col.prop(props, "seed")
+
+        status = runtime.status
+        if session is not None:
+            layout.label(text=session.message, icon="TIME")
+        elif status.text:
+            # A long message wraps over a few labels so the last error is readable in the sidebar.
+            box = layout.box().column(align=True)
+            icon = "ERROR" if status.is_error else "INFO"
+            for i, line in enumerate(_wrap(status.text, 42)):
+                box.label(text=line, icon=icon if i == 0 else "BLANK1")
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    return textwrap.wrap(text, width) or [""]

@@ -1,0 +1,51 @@
+"""Per-scene generation settings: `scene.specmesh`.
+
+Speed ⟷ Quality is δ, the XSpecMesh acceptance threshold: a drafted token is kept only while
+the backbone gives it probability > δ. Low δ keeps more drafts per forward pass (faster, drifts
+further from what the backbone alone would make); high δ rejects more (slower, closer to plain
+autoregressive output). The slider maps linearly onto δ ∈ [DELTA_SPEED, DELTA_QUALITY]:
+0 -> 0.1, 0.5 -> 0.5 (the paper's setting), 1 -> 0.9. Outside that range speculation stops
+paying (δ near 0 accepts noise, δ near 1 accepts almost nothing).
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import FloatProperty, IntProperty
+
+DELTA_SPEED = 0.1
+DELTA_QUALITY = 0.9
+
+
+def quality_to_delta(quality: float) -> float:
+    return DELTA_SPEED + min(max(quality, 0.0), 1.0) * (DELTA_QUALITY - DELTA_SPEED)
+
+
+def delta_to_quality(delta: float) -> float:
+    return min(max((delta - DELTA_SPEED) / (DELTA_QUALITY - DELTA_SPEED), 0.0), 1.0)
+
+
+def _get_quality(self) -> float:
+    return delta_to_quality(self.delta)
+
+
+def _set_quality(self, value: float) -> None:
+    self.delta = quality_to_delta(value)
+
+
+class SpecMeshSettings(bpy.types.PropertyGroup):
+    delta: FloatProperty(
+        name="δ", description="Acceptance threshold of drafted tokens (set it with Speed ⟷ Quality)",
+        default=0.5, min=0.0, max=1.0, precision=2)
+    quality: FloatProperty(
+        name="Speed ⟷ Quality", subtype="FACTOR", min=0.0, max=1.0, get=_get_quality, set=_set_quality,
+        description="Left: more drafted tokens accepted per step (faster). Right: closer to the "
+                    "backbone's own output (slower). Sets δ from 0.1 to 0.9")
+    heads: IntProperty(
+        name="Heads", description="Drafting heads D used per step (0: plain autoregressive decoding)",
+        default=4, min=0, max=8)
+    max_faces: IntProperty(
+        name="Face Budget", description="Stop after this many faces", default=2000, min=1, max=20000,
+        soft_max=5000)
+    seed: IntProperty(name="Seed", description="Random seed of sampling and of the point cloud",
+                      default=0, min=0)
