@@ -85,7 +85,7 @@ def heads_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, list[float]]:
         ce = F.cross_entropy(logits[:, :, d].float().flatten(0, 1), targets[:, :, d].flatten(),
                              ignore_index=PAD_LABEL, reduction="sum") / valid
         total = total + HEAD_DECAY ** (d + 1) * ce
-        per_head.append(float(ce))
+        per_head.append(ce.item())
     return total, per_head
 
 
