@@ -1,7 +1,8 @@
 """BPT ("blocked and patchified") mesh tokenizer, see DESIGN.md.
 
 Encoding: vertices go to the permuted frame (a, b, c) = (z, x, y) and are sorted by coarse
-32-cell block, then by c, b, a (the "z, y, x" of the permuted frame, BPT's lexsort order); each
+32-cell block, then by c, b, a (the "z, y, x" of DESIGN.md, whose token formula names the permuted
+columns x, y, z: a lexsort with the last column first); each
 face is rotated so its lowest index comes first and faces are sorted. Patches: take the first
 unvisited face, pick its vertex with the most unvisited faces as centre, and walk the fan of
 unvisited faces around that centre forwards and backwards, keeping orientation: a face

@@ -20,7 +20,6 @@ VOCAB_SIZE = BOS + 1  # 5122
 PAD_LABEL = -100  # ignored label in training
 
 AXIS_PERMUTATION = (2, 0, 1)  # xyz -> (a, b, c) = (z, x, y)
-INVERSE_PERMUTATION = (1, 2, 0)  # (a, b, c) -> xyz
 
 
 def is_block(token: int) -> bool:
