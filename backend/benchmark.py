@@ -71,7 +71,7 @@ class Runner:
         """First calls pay for allocation, kernel selection and caches; keep them out of the timings."""
         first = self.inputs[0]
         for mode in ("ar", "speculative"):
-            options = dataclasses.replace(base, mode=mode, max_faces=WARMUP_FACES)
+            options = dataclasses.replace(base, mode=mode, max_faces=min(WARMUP_FACES, base.max_faces))
             for _ in self.generator.stream(first.points, first.normals, options):
                 pass
 

@@ -28,7 +28,7 @@ def inputs_dir(tmp_path_factory) -> Path:
 def test_bench_quick_writes_json_plots_and_table(tmp_path, tiny_model_dir, inputs_dir):
     out = tmp_path / "bench"
     code = main(["bench", "--inputs", str(inputs_dir), "--out", str(out), "--quick", "--model", str(tiny_model_dir),
-                 "--device", "cpu", "--max-faces", "6"])
+                 "--device", "cpu", "--max-faces", "3"])
     assert code == 0
     report = json.loads((out / "bench.json").read_text())
     assert len(report["inputs"]) == 2
@@ -58,7 +58,7 @@ def test_bench_ablation_rows(tmp_path, tiny_model_dir, inputs_dir):
         shutil.copy(tiny_model_dir / name, backbone_only / name)
     out = tmp_path / "bench"
     code = main(["bench", "--inputs", str(inputs_dir), "--limit", "1", "--out", str(out), "--sweeps", "none",
-                 "--model", str(tiny_model_dir), "--device", "cpu", "--max-faces", "5",
+                 "--model", str(tiny_model_dir), "--device", "cpu", "--max-faces", "3",
                  "--ablation", f"AR={backbone_only}", "--ablation", f"CA={tiny_model_dir}"])
     assert code == 0
     report = json.loads((out / "bench.json").read_text())

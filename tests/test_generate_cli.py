@@ -107,8 +107,8 @@ def test_same_seed_same_mesh(tmp_path, tiny_model_dir, input_mesh):
         (["missing.obj", "-o", "x.obj"], "not found"),
         (["garbage.obj", "-o", "x.obj"], "garbage.obj"),
         (["cloud.npy", "-o", "x.stl"], "output must end in"),
-        (["cloud.npy", "-o", "x.obj", "--delta", "1.5"], "--delta"),
-        (["cloud.npy", "-o", "x.obj", "--max-faces", "0"], "--max-faces"),
+        (["cloud.npy", "-o", "x.obj", "--delta", "1.5"], "delta"),
+        (["cloud.npy", "-o", "x.obj", "--max-faces", "0"], "max_faces"),
     ],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, capsys, monkeypatch, args, message):

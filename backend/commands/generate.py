@@ -47,18 +47,9 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace):
+    """GenerateOptions validates the values (ValueError with the option's name)."""
     from backend.decoding.pipeline import GenerateOptions
 
-    if not 0.0 <= args.delta <= 1.0:
-        raise ValueError(f"--delta must be in [0, 1], got {args.delta}")
-    if args.max_faces < 1:
-        raise ValueError(f"--max-faces must be at least 1, got {args.max_faces}")
-    if args.temperature <= 0 and not args.greedy:
-        raise ValueError("--temperature must be positive (use --greedy for deterministic decoding)")
-    if args.heads is not None and args.heads < 1:
-        raise ValueError(f"--heads must be at least 1, got {args.heads}")
-    if args.pts_k < 1:
-        raise ValueError(f"--pts-k must be at least 1, got {args.pts_k}")
     return GenerateOptions(
         mode="ar" if args.ar else "speculative", delta=args.delta, heads=args.heads, draft=args.draft,
         pts_k=args.pts_k, verify=args.verify, temperature=args.temperature, greedy=args.greedy,
@@ -88,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     load_seconds = time.perf_counter() - started
 
     result = generate(generator, cloud.points, cloud.normals, options, progress=True)
-    stats = {**result.stats, "mode": options.mode, "model_load_seconds": load_seconds,
+    stats = {**result.stats, "model_load_seconds": load_seconds,
              "input": str(args.input), "output": str(output)}
     if len(result.faces) == 0:
         print(f"specmesh generate: the model produced no faces (stop: {stats.get('stop_reason', '?')}); "
