@@ -10,10 +10,10 @@ from backend.model.decoder import MeshTransformer
 from backend.model.heads import CrossAttentionHeads, MLPHeads, build_heads
 
 
-def setup(head_type: str, spec_heads: int = 4):
+def setup(head_type: str, spec_heads: int = 4, shared: bool = False):
     torch.manual_seed(0)
     cfg = ModelConfig.from_dict({**load_preset("tiny").to_dict(), "head_type": head_type,
-                                 "spec_heads": spec_heads})
+                                 "spec_heads": spec_heads, "head_shared_out": shared})
     model = MeshTransformer(cfg).eval()
     heads = build_heads(cfg, model.lm_head).eval()
     for p in heads.parameters():  # move away from the zero-initialised residual branches
@@ -23,10 +23,11 @@ def setup(head_type: str, spec_heads: int = 4):
     return cfg, model, heads, latents, hidden
 
 
+@pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("head_type", ["ca", "mlp"])
 @torch.no_grad()
-def test_forward_shape_and_draft_matches_forward(head_type):
-    cfg, _, heads, latents, hidden = setup(head_type)
+def test_forward_shape_and_draft_matches_forward(head_type, shared):
+    cfg, _, heads, latents, hidden = setup(head_type, shared=shared)
     logits = heads(hidden, latents)
     assert logits.shape == (2, 7, cfg.spec_heads, cfg.vocab_size)
     prepared = heads.prepare(latents)
@@ -76,6 +77,17 @@ def test_fresh_heads_start_from_the_backbone_lm_head(head_type):
         torch.testing.assert_close(heads(hidden, None)[:, :, 0], expected, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="lm_head weight"):
         build_heads(cfg, torch.nn.Linear(3, 3))
+
+
+@torch.no_grad()
+def test_shared_out_heads_project_with_the_backbone_lm_head():
+    cfg, model, heads, latents, hidden = setup("ca", shared=True)
+    assert heads.out is None
+    assert not any("out" in k for k in heads.state_dict())  # saved with the backbone only
+    feats = heads.features(hidden, heads.prepare(latents), cfg.spec_heads)
+    torch.testing.assert_close(heads(hidden, latents), feats @ model.lm_head.weight.T)
+    with pytest.raises(ValueError, match="head_shared_out"):
+        build_heads(cfg)
 
 
 @pytest.mark.parametrize("head_type", ["ca", "mlp"])

@@ -155,10 +155,10 @@ def test_training_step_reduces_loss():
     assert model.encoder.input_proj.weight.grad is not None  # encoder trains end to end
 
 
-@pytest.mark.parametrize("tie", [False, True])
+@pytest.mark.parametrize("tie,shared", [(False, False), (True, False), (True, True)])
 @torch.no_grad()
-def test_save_load_round_trip(tmp_path, tie):
-    model = make_model(tie_embeddings=tie)
+def test_save_load_round_trip(tmp_path, tie, shared):
+    model = make_model(tie_embeddings=tie, head_shared_out=shared)
     heads = build_heads(model.config, model.lm_head)
     torch.nn.init.normal_(heads.wo)  # make sure the heads are not at their default init
     save_model(tmp_path, model, heads)

@@ -33,6 +33,7 @@ class ModelConfig:
     spec_heads: int = 4    # D drafting heads
     head_type: str = "ca"  # "ca" (XSpecMesh cross-attention) | "mlp" (Medusa-style ablation)
     head_d_ff: int = 512   # FFN width inside each cross-attention drafting head
+    head_shared_out: bool = False  # heads reuse the backbone LM head as W^(d) (cheap CPU drafts)
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "n_latents", "n_fourier",

@@ -40,27 +40,43 @@ def _norm(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
 
 
 class DraftHeads(nn.Module):
-    """Common part of both head types: the per-head vocabulary projections W^(d)."""
+    """Common part of both head types: the vocabulary projections W^(d).
+
+    By default every head owns its W^(d) [V, d], initialised from the backbone's LM head (which
+    makes distillation converge faster). With `config.head_shared_out` all heads reuse the
+    backbone's LM head instead: a batch-1 draft then reads the vocabulary matrix once for all D
+    heads rather than D times, which on a small CPU model is most of a draft's cost."""
 
     def __init__(self, cfg: ModelConfig, lm_head: nn.Linear | None = None) -> None:
         super().__init__()
         self.num_heads = cfg.spec_heads
         d, v = cfg.d_model, cfg.vocab_size
-        if lm_head is not None:
-            if lm_head.weight.shape != (v, d):
-                raise ValueError(f"lm_head weight must be [{v}, {d}], got "
-                                 f"{tuple(lm_head.weight.shape)}")
-            # Starting every head from the backbone's LM head makes distillation converge faster.
-            out = lm_head.weight.detach().to(torch.float32).expand(self.num_heads, v, d).clone()
+        if lm_head is not None and lm_head.weight.shape != (v, d):
+            raise ValueError(f"lm_head weight must be [{v}, {d}], got {tuple(lm_head.weight.shape)}")
+        self.out: nn.Parameter | None = None
+        if cfg.head_shared_out:
+            if lm_head is None:
+                raise ValueError("config.head_shared_out needs the backbone's lm_head "
+                                 "(build_heads(config, lm_head=model.lm_head))")
+            # Held outside the module tree: saved, loaded and trained with the backbone only.
+            self.__dict__["shared_lm_head"] = lm_head
+        elif lm_head is not None:
+            self.out = nn.Parameter(
+                lm_head.weight.detach().to(torch.float32).expand(self.num_heads, v, d).clone())
         else:
-            out = torch.randn(self.num_heads, v, d) * 0.02
-        self.out = nn.Parameter(out)  # [D, V, d]
+            self.out = nn.Parameter(torch.randn(self.num_heads, v, d) * 0.02)  # [D, V, d]
 
     def _count(self, num_heads: int | None) -> int:
         n = self.num_heads if num_heads is None else num_heads
         if not 1 <= n <= self.num_heads:
             raise ValueError(f"num_heads must be in 1..{self.num_heads}, got {n}")
         return n
+
+    def _logits(self, feats: Tensor) -> Tensor:
+        """Per-head features [..., n, d] -> logits [..., n, V]"""
+        if self.out is None:
+            return F.linear(feats, self.__dict__["shared_lm_head"].weight)
+        return torch.einsum("...nc,nvc->...nv", feats, self.out[:feats.shape[-2]])
 
     def prepare(self, latents: Tensor | None) -> PreparedLatents | None:
         """Per-generation work on the point latents [B, L, d] (nothing for MLP heads)."""
@@ -74,15 +90,13 @@ class DraftHeads(nn.Module):
                 num_heads: int | None = None) -> Tensor:
         """hidden [B, T, d], latents [B, L, d] -> logits [B, T, n, V]"""
         n = self._count(num_heads)
-        feats = self.features(hidden, self.prepare(latents), n)
-        return torch.einsum("btnc,nvc->btnv", feats, self.out[:n])
+        return self._logits(self.features(hidden, self.prepare(latents), n))
 
     def draft(self, hidden_last: Tensor, prepared: PreparedLatents | None,
               num_heads: int | None = None) -> Tensor:
         """Fast path for decoding: hidden at one position [B, d] -> logits [B, n, V]."""
         n = self._count(num_heads)
-        feats = self.features(hidden_last[:, None], prepared, n)[:, 0]  # [B, n, d]
-        return torch.einsum("bnc,nvc->bnv", feats, self.out[:n])
+        return self._logits(self.features(hidden_last[:, None], prepared, n)[:, 0])
 
 
 class CrossAttentionHeads(DraftHeads):

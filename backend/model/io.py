@@ -68,7 +68,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu"
     heads = None
     heads_path = directory / HEADS_FILE
     if heads_path.is_file():
-        heads = build_heads(config).to(device)
+        heads = build_heads(config, model.lm_head).to(device)
         _load_weights(heads, heads_path, device)
         heads.eval()
     return model.eval(), heads, config
