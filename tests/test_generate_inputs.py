@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import trimesh
@@ -112,3 +114,15 @@ def test_object_array_npy_is_refused(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match="numeric"):
         read_input(tmp_path / "obj.npy")
+
+
+def test_bundled_examples_are_readable():
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    meshes = sorted(examples.glob("*.obj"))
+    assert len(meshes) >= 3
+    for path in meshes:
+        cloud = read_input(path, count=256)
+        assert 100 <= len(cloud.mesh.faces) <= 600
+    (cloud_path,) = examples.glob("*.npy")
+    cloud = read_input(cloud_path)
+    assert not cloud.normals_estimated and len(cloud.points) >= 1024
