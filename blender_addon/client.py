@@ -130,19 +130,24 @@ class BackendClient:
     # -- messages -----------------------------------------------------------------------------
     def send(self, request: dict[str, Any]) -> None:
         """Write one request line, starting the backend first if needed."""
+        line = json.dumps({"protocol": PROTOCOL_VERSION, **request}, allow_nan=False, separators=(",", ":"))
         self.start()
-        line = json.dumps({"protocol": PROTOCOL_VERSION, **request}, allow_nan=False,
-                          separators=(",", ":")).encode() + b"\n"
-        proc = self._proc
-        try:
-            proc.stdin.write(line)
-            proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            # The reader thread reports the exit with the log's last words; nothing to add here.
-            return
         if request.get("op") == "generate":
+            # Before writing: should the backend die on this very line, its exit is reported for this id.
             self._waiting_for = request.get("id")
             self._last_heard = time.monotonic()
+        self.send_line(line.encode() + b"\n")
+
+    def send_line(self, line: bytes) -> bool:
+        """Write raw bytes (one or more lines); False if the backend is gone, in which case the
+        reader thread reports the exit with the log's last words."""
+        self.start()
+        try:
+            self._proc.stdin.write(line)
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError, AttributeError):
+            return False
+        return True
 
     def poll(self, budget_s: float = 0.004, max_events: int = 1000) -> list[dict[str, Any]]:
         """Events received so far, within a time budget; also runs the hang watchdog."""
