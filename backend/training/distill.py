@@ -266,17 +266,18 @@ class Distiller:
             with self.rt.autocast():
                 loss, backbone, per_head = net(**batch)
             update(loss, optimizer, list(params.values()), lr, GRAD_CLIP)
+            loss_value = loss.item()
             st.step, st.position = st.step + 1, sampler.advance(st.position)
             tokens += float((batch["labels"] != PAD_LABEL).sum())
             bar.update(1)
             if self.on_step is not None:
-                self.on_step(st.stage, st.step, float(loss))
+                self.on_step(st.stage, st.step, loss_value)
             if st.step % o.log_every == 0 or st.step == steps:
                 rate = tokens / max(time.time() - t0, 1e-9)
-                self.log.write(stage=st.stage, step=st.step, loss=round(float(loss), 5),
+                self.log.write(stage=st.stage, step=st.step, loss=round(loss_value, 5),
                                backbone_loss=round(backbone, 5), head_losses=[round(x, 4) for x in per_head],
                                lr=lr, tokens_per_s=round(rate, 1))
-                bar.set_postfix(loss=f"{float(loss):.3f}", h1=f"{per_head[0]:.2f}", lr=f"{lr:.1e}")
+                bar.set_postfix(loss=f"{loss_value:.3f}", h1=f"{per_head[0]:.2f}", lr=f"{lr:.1e}")
                 t0, tokens = time.time(), 0.0
             stopping = self.stop.is_set()
             if stopping or timer.due():

@@ -1,0 +1,96 @@
+"""XSpecMesh distillation on the tiny preset: head target indexing, a frozen backbone in stage 1,
+LoRA merge equivalence and resume in stage 2, and the `specmesh distill` command."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from backend.cli import main
+from backend.data.dataset import build
+from backend.model.heads import MLPHeads
+from backend.model.io import load_model
+from backend.tokenizer.vocab import PAD_LABEL
+from backend.training.distill import DistillOptions, Distiller, head_targets
+from backend.training.runtime import Runtime
+
+CPU = Runtime(torch.device("cpu"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data")
+    build(8, 0, out, workers=1, progress=False)
+    return out
+
+
+def options(model: Path, data: Path, **changes) -> DistillOptions:
+    base = dict(model=str(model), data=str(data), labels_count=4, label_batch=4, label_max_tokens=40,
+                stage1_steps=3, stage2_steps=3, batch_size=2, log_every=1, checkpoint_minutes=0)
+    return DistillOptions(**{**base, **changes})
+
+
+def test_head_d_at_t_targets_token_t_plus_d_plus_2() -> None:
+    labels = torch.tensor([[10, 11, 12, 13, PAD_LABEL]])  # labels[t] = token t+1 of the input
+    targets = head_targets(labels, 2)
+    assert targets[0, :, 0].tolist() == [11, 12, 13, PAD_LABEL, PAD_LABEL]
+    assert targets[0, :, 1].tolist() == [12, 13, PAD_LABEL, PAD_LABEL, PAD_LABEL]
+
+
+def test_stage1_trains_heads_and_leaves_backbone(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    run = Distiller(options(tiny_model_dir, dataset, lora=False), tmp_path, CPU, threading.Event())
+    heads_before = {k: v.clone() for k, v in run.heads.state_dict().items()}
+    model, heads = run.run()
+    original, _, _ = load_model(tiny_model_dir)
+    assert all(torch.equal(v, original.state_dict()[k]) for k, v in model.state_dict().items())
+    changed = [k for k, v in heads.state_dict().items() if not torch.equal(v, heads_before[k])]
+    assert changed
+
+
+def test_stage2_merge_equals_peft_and_resume_finishes(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    opts = options(tiny_model_dir, dataset)
+    stop = threading.Event()
+    run = Distiller(opts, tmp_path, CPU, stop, on_step=lambda stage, step, _: stage == 2 and step == 2 and stop.set())
+    assert run.run() is None and run.peft is not None
+    chunks = {p: p.stat().st_mtime_ns for p in (tmp_path / "labels").glob("*.npz")}
+
+    tokens = torch.tensor([[5121, 4700, 600, 700, 800]])
+    points = torch.rand(1, 64, 3) * 2 - 1
+    normals = torch.nn.functional.normalize(torch.randn(1, 64, 3), dim=-1)
+    with torch.no_grad():
+        lora_logits, _ = run.model(tokens, run.model.encode_points(points, normals))
+        base, _, _ = load_model(tiny_model_dir)
+        base_logits, _ = base(tokens, base.encode_points(points, normals))
+        merged = run.peft.merge_and_unload()
+        merged_logits, _ = merged(tokens, merged.encode_points(points, normals))
+    assert not torch.allclose(lora_logits, base_logits)  # the adapters learned something
+    assert type(merged).__name__ == "MeshTransformer" and not any("lora" in k for k in merged.state_dict())
+    torch.testing.assert_close(merged_logits, lora_logits, atol=1e-5, rtol=1e-5)
+
+    resumed = Distiller(opts, tmp_path, CPU, threading.Event(), resume=True)
+    assert resumed.state.stage == 2 and resumed.state.step == 2
+    assert resumed.run() is not None
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "labels").glob("*.npz")} == chunks
+
+
+def test_distill_command_exports_loadable_model(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    export = tmp_path / "model"
+    argv = ["distill", "--model", str(tiny_model_dir), "--data", str(dataset), "--out", str(tmp_path / "run"),
+            "--labels-count", "2", "--label-batch", "2", "--label-max-tokens", "24", "--stage1-steps", "2",
+            "--batch-size", "2", "--heads", "2", "--head-type", "mlp", "--no-lora", "--threads", "1",
+            "--export", str(export)]
+    assert main(argv) == 0
+    model, heads, config = load_model(export)
+    assert isinstance(heads, MLPHeads) and heads.num_heads == 2 and config.spec_heads == 2
+    assert main(argv[:-2] + ["--resume"]) == 0  # a finished run resumes straight to the export
