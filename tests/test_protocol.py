@@ -111,6 +111,6 @@ def test_fuzz_parse_never_raises_anything_else(line: str | bytes) -> None:
 
 
 def test_addon_speaks_the_same_protocol_version() -> None:
-    from blender_addon import client
+    from addon_fixtures import load_addon_module
 
-    assert client.PROTOCOL_VERSION == P.PROTOCOL_VERSION
+    assert load_addon_module("client").PROTOCOL_VERSION == P.PROTOCOL_VERSION

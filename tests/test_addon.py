@@ -1,0 +1,176 @@
+"""The extension in real bpy 5.0.1: installed from the built zip with Blender's installer,
+generating against the real `specmesh serve` (random tiny model) by ticking the session the way
+the modal operator's timer does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from addon_fixtures import addon, addon_zip, backend_children, long_model_dir, monkey, process_gone  # noqa: F401
+
+bpy = pytest.importorskip("bpy")
+pytestmark = pytest.mark.bpy
+
+
+def _settings(max_faces: int, heads: int = 4, seed: int = 0) -> None:
+    props = bpy.context.scene.specmesh
+    props.max_faces, props.heads, props.seed = max_faces, heads, seed
+
+
+def _tick_until(session, predicate, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out in state {session.state}: {session.message}"
+        session.tick(budget_s=0.004)
+        session.client.wait(0.02)
+
+
+def _mesh_arrays(obj) -> tuple[np.ndarray, int]:
+    co = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", co)
+    return co.reshape(-1, 3), len(obj.data.polygons)
+
+
+def test_install_registers_everything(addon) -> None:
+    assert hasattr(bpy.types.Scene, "specmesh")
+    assert bpy.ops.specmesh.generate.idname() == "SPECMESH_OT_generate"
+    assert hasattr(bpy.types, "SPECMESH_PT_generate")
+    assert [cls.__name__ for cls in addon.classes][-1] == "SPECMESH_PT_generate"
+    props = bpy.context.scene.specmesh
+    props.quality = 0.0
+    assert props.delta == pytest.approx(0.1)
+    props.quality = 1.0
+    assert props.delta == pytest.approx(0.9)
+    props.delta = 0.5
+    assert props.quality == pytest.approx(0.5)
+
+
+def test_generation_streams_into_a_placed_object(addon, monkey) -> None:
+    _settings(max_faces=60)
+    session = addon.operators.start_generation(bpy.context, monkey)
+    output = bpy.data.objects[session.output_name]
+    assert output.name == "Suzanne_retopo" and len(output.data.polygons) == 0
+    partial_counts = []
+    deadline = time.monotonic() + 90
+    while not session.tick(budget_s=0.004):
+        assert time.monotonic() < deadline, session.message
+        faces = len(output.data.polygons)
+        if faces and (not partial_counts or partial_counts[-1] != faces):
+            partial_counts.append(faces)
+        session.client.wait(0.02)
+    addon.operators.finish_generation(session)
+    assert session.state is addon.session.State.DONE, session.message
+    vertices, faces = _mesh_arrays(output)
+    stats = session.progress.stats
+    assert faces == stats["faces"] <= 60 and len(vertices) == stats["vertices"]
+    assert session.progress.updates >= 2 and len(partial_counts) >= 2  # the mesh grew in steps
+    assert output.matrix_world == monkey.matrix_world
+    # Local-space points in, local-space vertices out. BPT normalizes by the longest side, so even
+    # a random model's vertices stay in the cube around the source's box centre with that side.
+    box = np.array([v[:] for v in monkey.bound_box])
+    centre, half = (box.min(0) + box.max(0)) / 2, np.ptp(box, axis=0).max() / 2
+    assert np.abs(vertices - centre).max() <= half / 0.95 * 1.02
+    assert not output.data.validate()  # nothing to fix: valid faces and edges
+    assert addon.runtime.status.text.startswith("Done:") and not addon.runtime.status.is_error
+
+
+def test_cancel_keeps_the_partial_mesh(addon, monkey) -> None:
+    _settings(max_faces=20000)
+    session = addon.operators.start_generation(bpy.context, monkey)
+    output = bpy.data.objects[session.output_name]
+    _tick_until(session, lambda: len(output.data.polygons) > 0)
+    assert bpy.ops.specmesh.cancel() == {"FINISHED"}
+    _tick_until(session, lambda: session.finished)
+    addon.operators.finish_generation(session)
+    assert session.state is addon.session.State.CANCELLED
+    assert session.progress.stats["stop_reason"] == "cancelled"
+    assert 0 < len(output.data.polygons) < 20000 and output.name in bpy.data.objects
+    assert session.client.alive  # kept warm for the next one
+
+
+def test_killed_backend_is_a_clear_error_and_leaves_no_process(addon, monkey) -> None:
+    _settings(max_faces=20000)
+    session = addon.operators.start_generation(bpy.context, monkey)
+    output = bpy.data.objects[session.output_name]
+    _tick_until(session, lambda: len(output.data.polygons) > 0)
+    pid = session.client.pid
+    os.kill(pid, signal.SIGKILL)
+    _tick_until(session, lambda: session.finished)
+    addon.operators.finish_generation(session)
+    assert session.state is addon.session.State.FAILED
+    assert "killed by signal 9" in session.message and "Kept the" in session.message
+    assert addon.runtime.status.is_error and "killed" in addon.runtime.status.text
+    assert len(output.data.polygons) > 0 and output.name in bpy.data.objects
+    assert process_gone(pid) and not backend_children()
+    # The next generation restarts the backend by itself.
+    _settings(max_faces=5)
+    again = addon.operators.start_generation(bpy.context, monkey)
+    _tick_until(again, lambda: again.finished)
+    assert again.state is addon.session.State.DONE and again.client.pid != pid
+
+
+def test_execute_runs_synchronously_for_scripts(addon, monkey) -> None:
+    _settings(max_faces=8, heads=0)  # heads 0: plain autoregressive
+    assert bpy.ops.specmesh.generate() == {"FINISHED"}
+    output = bpy.data.objects["Suzanne_retopo"]
+    assert 0 < len(output.data.polygons) <= 8
+    assert addon.runtime.session.progress.stats["mode"] == "ar"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("nothing", "Nothing is selected"),
+    ("camera", "is a camera, not a mesh"),
+    ("empty", "has no faces"),
+    ("no_python", "backend is not installed"),
+])
+def test_clear_errors(addon, monkey, case: str, message: str) -> None:
+    prefs = bpy.context.preferences.addons[addon.__name__].preferences
+    saved = prefs.backend_python
+    monkey.select_set(False)
+    if case == "camera":
+        bpy.ops.object.camera_add()
+    elif case == "empty":
+        obj = bpy.data.objects.new("Empty Mesh", bpy.data.meshes.new("Empty Mesh"))
+        bpy.context.scene.collection.objects.link(obj)
+        obj.select_set(True)
+        bpy.context.view_layer.objects.active = obj
+    elif case == "no_python":
+        monkey.select_set(True)
+        prefs.backend_python = "/nonexistent/bin/python"
+    try:
+        with pytest.raises(RuntimeError, match=message):
+            bpy.ops.specmesh.generate()
+    finally:
+        prefs.backend_python = saved
+    assert addon.runtime.status.is_error and message in addon.runtime.status.text
+    assert not any(o.name.endswith("_retopo") for o in bpy.data.objects)
+
+
+def test_point_cloud_uses_modifiers_and_local_space(addon, monkey) -> None:
+    modifier = monkey.modifiers.new("Subdivision", "SUBSURF")
+    modifier.levels = 1
+    points, normals = addon.pointcloud.object_point_cloud(monkey, bpy.context.evaluated_depsgraph_get())
+    assert points.shape == normals.shape == (4096, 3)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-4)
+    box = np.array([v[:] for v in monkey.bound_box])  # the evaluated (subdivided) local box
+    assert (points >= box.min(0) - 1e-4).all() and (points <= box.max(0) + 1e-4).all()
+    assert np.ptp(points, axis=0).min() > 0.5  # spread over the whole head, in local units
+
+
+def test_unregister_stops_the_backend(addon, monkey) -> None:
+    _settings(max_faces=3)
+    session = addon.operators.start_generation(bpy.context, monkey)
+    _tick_until(session, lambda: session.finished)
+    pid = session.client.pid
+    assert pid is not None and not process_gone(pid)
+    name = addon.__name__
+    bpy.ops.preferences.addon_disable(module=name)
+    assert process_gone(pid) and not backend_children()
+    assert not hasattr(bpy.types.Scene, "specmesh")
+    bpy.ops.preferences.addon_enable(module=name)  # register again cleanly
+    assert hasattr(bpy.types.Scene, "specmesh")
