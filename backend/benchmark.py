@@ -2,6 +2,8 @@
 batch 1, warm-up excluded; sweeps of δ, the number of heads D, the draft sampler, and the
 XSpecMesh Table 3 ablation over several model directories.
 
+All configurations run interleaved (for each input, every configuration in turn), so a slow drift
+in machine load, likely on a shared CPU, hits them all alike instead of skewing the ratios.
 Speed figures are totals over all inputs (tokens / seconds, seconds / forward passes), so long
 outputs weigh as much as they cost; quality figures are medians over inputs.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from backend.decoding.pipeline import GenerateOptions, Generator
 from backend.evaluation import Case, input_noise_floor, measure, median
@@ -32,6 +35,8 @@ QUICK_PTS_KS = (2,)
 SWEEPS = ("delta", "heads", "draft")
 WARMUP_FACES = 8
 
+Log = Callable[[str], None]
+
 
 @dataclass
 class Prepared:
@@ -44,6 +49,16 @@ class Prepared:
     floor: float
 
 
+@dataclass
+class Config:
+    label: str
+    generator: Generator
+    options: GenerateOptions
+
+    def key(self) -> tuple:
+        return (id(self.generator), tuple(sorted(dataclasses.asdict(self.options).items())))
+
+
 def prepare(cases: list[Case], seed: int) -> list[Prepared]:
     prepared = []
     for case in cases:
@@ -54,46 +69,43 @@ def prepare(cases: list[Case], seed: int) -> list[Prepared]:
 
 def model_heads(generator: Generator) -> int:
     """Number of drafting heads the loaded model has (0 when it has none)."""
-    heads = generator.info.get("heads")
-    if isinstance(heads, dict):
-        heads = heads.get("count", heads.get("spec_heads"))
-    return int(heads or 0)
+    return int(generator.info.get("heads") or 0)
 
 
-class Runner:
-    """Runs configurations of one generator over the prepared inputs, each at most once."""
+def warm_up(generator: Generator, item: Prepared, base: GenerateOptions) -> None:
+    """First calls pay for allocation, kernel selection and caches; keep them out of the timings."""
+    for mode in ("ar", "speculative"):
+        options = dataclasses.replace(base, mode=mode, max_faces=min(WARMUP_FACES, base.max_faces))
+        for _ in generator.stream(item.points, item.normals, options):
+            pass
 
-    def __init__(self, generator: Generator, inputs: list[Prepared], log: Callable[[str], None]):
-        self.generator, self.inputs, self.log = generator, inputs, log
-        self._done: dict[tuple, dict] = {}
 
-    def warm_up(self, base: GenerateOptions) -> None:
-        """First calls pay for allocation, kernel selection and caches; keep them out of the timings."""
-        first = self.inputs[0]
-        for mode in ("ar", "speculative"):
-            options = dataclasses.replace(base, mode=mode, max_faces=min(WARMUP_FACES, base.max_faces))
-            for _ in self.generator.stream(first.points, first.normals, options):
-                pass
+def measure_all(configs: list[Config], inputs: list[Prepared], log: Log) -> list[dict]:
+    """One result per configuration, in order; a configuration listed twice runs once."""
+    unique = {c.key(): c for c in configs}
+    records: dict[tuple, list[dict]] = {key: [] for key in unique}
+    for item in tqdm(inputs, desc="bench", unit="input", file=sys.stderr):
+        for key, config in unique.items():
+            records[key].append(run_one(config, item))
+    results = []
+    for config in configs:
+        runs = records[config.key()]
+        r = {"label": config.label, "options": dataclasses.asdict(config.options), **aggregate(runs), "inputs": runs}
+        log(f"{config.label}: SCR {r['scr']:.2f}, {r['ms_per_pass']:.1f} ms/pass, "
+            f"{r['tokens_per_second']:.0f} tok/s, median CD {_fmt(r['median_chamfer'])}")
+        results.append(r)
+    return results
 
-    def run(self, options: GenerateOptions, label: str) -> dict:
-        key = tuple(sorted(dataclasses.asdict(options).items()))
-        if key not in self._done:
-            records = [self._one(item, options) for item in self.inputs]
-            result = {"label": label, "options": dataclasses.asdict(options), **aggregate(records), "inputs": records}
-            self._done[key] = result
-            self.log(f"{label}: SCR {result['scr']:.2f}, {result['ms_per_pass']:.1f} ms/pass, "
-                     f"{result['tokens_per_second']:.0f} tok/s, median CD {_fmt(result['median_chamfer'])}")
-        return {**self._done[key], "label": label}
 
-    def _one(self, item: Prepared, options: GenerateOptions) -> dict:
-        result = generate(self.generator, item.points, item.normals, options)
-        quality = measure(item.mesh, result.to_trimesh(), item.floor, options.seed)
-        stats = result.stats
-        return {"name": item.name, "tokens": int(stats["tokens"]), "faces": int(stats["faces"]),
-                "forward_passes": int(stats["forward_passes"]), "seconds": float(stats["seconds"]),
-                "time_to_first_face": stats.get("time_to_first_face"), "stop_reason": stats.get("stop_reason"),
-                "valid": bool(quality["valid"] and stats.get("valid", True)),
-                "chamfer": quality["chamfer"], "hausdorff": quality["hausdorff"]}
+def run_one(config: Config, item: Prepared) -> dict:
+    result = generate(config.generator, item.points, item.normals, config.options)
+    quality = measure(item.mesh, result.to_trimesh(), item.floor, config.options.seed)
+    stats = result.stats
+    return {"name": item.name, "tokens": int(stats["tokens"]), "faces": int(stats["faces"]),
+            "forward_passes": int(stats["forward_passes"]), "seconds": float(stats["seconds"]),
+            "time_to_first_face": stats.get("time_to_first_face"), "stop_reason": stats.get("stop_reason"),
+            "valid": bool(quality["valid"] and stats.get("valid", True)),
+            "chamfer": quality["chamfer"], "hausdorff": quality["hausdorff"]}
 
 
 def aggregate(records: list[dict]) -> dict:
@@ -116,9 +128,34 @@ def aggregate(records: list[dict]) -> dict:
 def with_speedup(result: dict, reference: dict) -> dict:
     """speedup: tokens/s over the reference's (fair when outputs differ in length);
     wall_speedup: reference total seconds over this total seconds."""
-    result["speedup"] = result["tokens_per_second"] / reference["tokens_per_second"] if reference["tokens_per_second"] else None
-    result["wall_speedup"] = reference["seconds"] / result["seconds"] if result["seconds"] else None
-    return result
+    ref_tps = reference["tokens_per_second"]
+    return {**result, "speedup": result["tokens_per_second"] / ref_tps if ref_tps else None,
+            "wall_speedup": reference["seconds"] / result["seconds"] if result["seconds"] else None}
+
+
+def sweep_configs(generator: Generator, base: GenerateOptions, sweeps: tuple[str, ...],
+                  quick: bool) -> dict[str, list[tuple[dict, Config]]]:
+    """Rows of each table, as (fields naming the row, configuration): "main" (AR, speculative),
+    then the chosen sweeps. Runs that coincide (δ=0.5 in the δ sweep, the model's D in the D
+    sweep, IS in the draft sweep) are the same configuration and are measured once."""
+    heads = model_heads(generator)
+    ar = Config("AR", generator, dataclasses.replace(base, mode="ar"))
+    if not heads:
+        return {"main": [({}, ar)]}
+    # Name the head count explicitly so the D sweep's run at the model's D is the same run.
+    spec = dataclasses.replace(base, mode="speculative", heads=base.heads or heads)
+    top = min(heads, MAX_SWEEP_HEADS)
+    drafts = [("IS", "is", base.pts_k)] + [(f"PTS(K_s={k})", "pts", k) for k in (QUICK_PTS_KS if quick else PTS_KS)]
+    table = {
+        "main": [({}, ar), ({}, Config("speculative", generator, spec))],
+        "delta": [({"delta": d}, Config(f"delta={d}", generator, dataclasses.replace(spec, delta=d)))
+                  for d in (QUICK_DELTAS if quick else DELTAS)],
+        "heads": [({"heads": h}, Config(f"D={h}", generator, dataclasses.replace(spec, heads=h)))
+                  for h in (sorted({1, top}) if quick else range(1, top + 1))],
+        "draft": [({"draft": name}, Config(name, generator, dataclasses.replace(spec, draft=draft, pts_k=k)))
+                  for name, draft, k in drafts],
+    }
+    return {name: rows for name, rows in table.items() if name == "main" or name in sweeps}
 
 
 def run_bench(
@@ -128,52 +165,35 @@ def run_bench(
     sweeps: tuple[str, ...] = SWEEPS,
     quick: bool = False,
     ablation: list[tuple[str, Generator]] = (),
-    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    log: Log = lambda line: print(line, file=sys.stderr),
 ) -> dict:
     inputs = prepare(cases, base.seed)
-    runner = Runner(generator, inputs, log)
-    runner.warm_up(base)
-    heads = model_heads(generator)
-    ar = runner.run(dataclasses.replace(base, mode="ar"), "AR")
+    table = sweep_configs(generator, base, sweeps, quick)
+    # Ablation rows: speculative when the model has heads, else AR (Table 3's row A).
+    table["ablation"] = [({"name": name, "mode": mode}, Config(name, g, dataclasses.replace(base, mode=mode)))
+                         for name, g in ablation for mode in ["speculative" if model_heads(g) else "ar"]]
+    for g in {id(g): g for g in [generator, *(g for _, g in ablation)]}.values():
+        warm_up(g, inputs[0], base)
+    if not model_heads(generator):
+        log("the model has no drafting heads: only the AR baseline is measured")
+    configs = [c for rows in table.values() for _, c in rows]
+    results = iter(measure_all(configs, inputs, log))
+    rows = {name: [{**fields, **next(results)} for fields, _ in entries] for name, entries in table.items()}
+
+    ar = rows["main"][0]
     report: dict = {"hardware": hardware(generator), "model": generator.info, "inputs": [p.name for p in inputs],
-                    "base_options": dataclasses.asdict(base), "quick": quick, "model_heads": heads,
+                    "base_options": dataclasses.asdict(base), "quick": quick, "model_heads": model_heads(generator),
                     "ar": with_speedup(ar, ar)}
-    if heads == 0:
-        log("the model has no drafting heads: only the AR baseline was measured")
-    else:
-        # Name the head count explicitly so the D sweep's run at the default D is the same (cached) run.
-        spec = dataclasses.replace(base, mode="speculative", heads=base.heads or heads)
-        report["speculative"] = with_speedup(runner.run(spec, "speculative"), ar)
-        deltas = QUICK_DELTAS if quick else DELTAS
-        head_counts = sorted({1, min(heads, MAX_SWEEP_HEADS)}) if quick else range(1, min(heads, MAX_SWEEP_HEADS) + 1)
-        ks = QUICK_PTS_KS if quick else PTS_KS
-        if "delta" in sweeps:
-            report["delta"] = [with_speedup({"delta": d, **runner.run(dataclasses.replace(spec, delta=d), f"delta={d}")}, ar)
-                               for d in deltas]
-        if "heads" in sweeps:
-            report["heads"] = [with_speedup({"heads": h, **runner.run(dataclasses.replace(spec, heads=h), f"D={h}")}, ar)
-                               for h in head_counts]
-        if "draft" in sweeps:
-            drafts = [("IS", dataclasses.replace(spec, draft="is"))]
-            drafts += [(f"PTS(K_s={k})", dataclasses.replace(spec, draft="pts", pts_k=k)) for k in ks]
-            report["draft"] = [with_speedup({"draft": name, **runner.run(o, name)}, ar) for name, o in drafts]
-    if ablation:
-        report["ablation"] = run_ablation(ablation, cases, base, ar, log)
+    if len(rows["main"]) > 1:
+        report["speculative"] = with_speedup(rows["main"][1], ar)
+    for name in SWEEPS:
+        if name in rows:
+            report[name] = [with_speedup(row, ar) for row in rows[name]]
+    if rows["ablation"]:
+        # Speedups against the first head-less entry (the base backbone), else the main model's AR.
+        reference = next((r for r in rows["ablation"] if r["mode"] == "ar"), ar)
+        report["ablation"] = [with_speedup(row, reference) for row in rows["ablation"]]
     return report
-
-
-def run_ablation(entries: list[tuple[str, Generator]], cases: list[Case], base: GenerateOptions, ar: dict,
-                 log: Callable[[str], None]) -> list[dict]:
-    """One row per model directory (speculative when it has heads, else AR). Speedups are against
-    the first head-less entry (the base backbone, Table 3's row A), or the main model's AR."""
-    rows = []
-    for name, generator in entries:
-        runner = Runner(generator, prepare(cases, base.seed), log)
-        runner.warm_up(base)
-        mode = "speculative" if model_heads(generator) else "ar"
-        rows.append({"name": name, "mode": mode, **runner.run(dataclasses.replace(base, mode=mode), name)})
-    reference = next((r for r in rows if r["mode"] == "ar"), ar)
-    return [with_speedup(row, reference) for row in rows]
 
 
 def hardware(generator: Generator) -> dict:

@@ -89,7 +89,7 @@ def test_aggregate_and_speedup_are_totals():
     assert result["tokens_per_second"] == pytest.approx(100.0)
     assert result["validity_rate"] == 0.5 and result["median_chamfer"] == pytest.approx(0.1)
     reference = {"tokens_per_second": 50.0, "seconds": 8.0}
-    with_speedup(result, reference)
+    result = with_speedup(result, reference)
     assert result["speedup"] == pytest.approx(2.0) and result["wall_speedup"] == pytest.approx(2.0)
 
 
