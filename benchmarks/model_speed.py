@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--train-batch", type=int, default=8)
     parser.add_argument("--train-len", type=int, default=512)
+    parser.add_argument("--no-train", action="store_true", help="skip the training measurement")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -56,6 +58,7 @@ def main() -> None:
         "preset": args.preset, "device": str(device), "threads": args.threads,
         "torch": torch.__version__, "parameters": count_parameters(model),
         "head_parameters": count_parameters(heads),
+        "load_average_before": os.getloadavg()[0],  # other processes on the CPU skew everything
     }
     points = torch.rand(1, cfg.n_points, 3, device=device) * 2 - 1
     normals = torch.nn.functional.normalize(torch.randn(1, cfg.n_points, 3, device=device), dim=-1)
@@ -82,8 +85,20 @@ def main() -> None:
         results["heads_draft_ms"] = timed_ms(lambda: heads.draft(hidden, prepared), args.repeats,
                                              device)
 
+    if not args.no_train:
+        results.update(train_speed(model, args.train_batch, args.train_len, device))
+    results["load_average_after"] = os.getloadavg()[0]
+    for key, value in results.items():
+        print(f"{key:>24}: {value:.2f}" if isinstance(value, float) else f"{key:>24}: {value}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+def train_speed(model: MeshTransformer, b: int, t: int, device: torch.device) -> dict[str, float]:
+    """Forward + backward of a [b, t] batch with point encoding, as pretraining does it."""
+    cfg = model.config
     model.train()
-    b, t = args.train_batch, args.train_len
     tokens = torch.randint(0, 5120, (b, t + 1), device=device)
     pts = torch.rand(b, cfg.n_points, 3, device=device) * 2 - 1
     nrm = torch.nn.functional.normalize(torch.randn(b, cfg.n_points, 3, device=device), dim=-1)
@@ -95,13 +110,7 @@ def main() -> None:
         loss.backward()
 
     ms = timed_ms(train_step, 3, device)
-    results["train_step_ms"] = ms
-    results["train_tokens_per_s"] = b * t / (ms / 1e3)
-    for key, value in results.items():
-        print(f"{key:>24}: {value:.2f}" if isinstance(value, float) else f"{key:>24}: {value}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    return {"train_step_ms": ms, "train_tokens_per_s": b * t / (ms / 1e3)}
 
 
 if __name__ == "__main__":
