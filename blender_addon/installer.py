@@ -142,7 +142,3 @@ class Installer:
         self.message = message
         self.state = state
 
-
-def python_is_usable(python: str | Path) -> bool:
-    return Path(python).is_file() and os.access(python, os.X_OK)
-
