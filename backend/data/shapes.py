@@ -98,7 +98,7 @@ def extrude(outline: Outline, height: float, z0: float = 0.0, *, scale_top=(1.0,
 
 def lathe(profile: Outline | Sequence[Sequence[float]] | np.ndarray, segments: int, degrees: float = 360.0) -> Solid:
     """Revolve a closed (radius, z) outline about Z. Points on r=0 become poles; whatever
-    lies at r<0 is ignored."""
+    lies at r<0 is ignored. `segments` spans the whole sweep (a full turn, or the arc)."""
     outline = profile if isinstance(profile, Outline) else polygon(profile)
     return Solid.revolve(outline, int(segments), float(degrees))
 
@@ -117,18 +117,22 @@ def along(solid: Solid, origin: Sequence[float], direction: Sequence[float]) -> 
 
 def shell_profile(outer: Sequence[Sequence[float]] | np.ndarray, thickness: float, floor_z: float) -> Outline:
     """Lathe outline of a thin-walled vessel: the region under the (radius, z) curve `outer`
-    (bottom to rim), with the inside removed above `floor_z` and open at the rim. The region is
-    mirrored about the axis before the inward offset so the wall never pulls away from it."""
+    (bottom to rim), hollowed above `floor_z` and open at the rim. The curve is continued past
+    the rim before the inward offset and then cut flat, so the rim is one clean edge across the
+    wall; the region is mirrored about the axis first so the wall never pulls away from it."""
     outer = np.asarray(outer, float)
-    top = outer[-1, 1]
-    half = polygon(np.vstack([[0.0, outer[0, 1]], outer, [0.0, top]]))
+    top, bottom = outer[-1, 1], outer[:, 1].min()
+    tangent = outer[-1] - outer[-2]
+    beyond = outer[-1] + tangent / np.linalg.norm(tangent) * 4 * thickness
+    curve = np.vstack([outer, beyond])
+    half = polygon(np.vstack([[0.0, outer[0, 1]], curve, [0.0, beyond[1]]]))
     full = half + half.mirror((1.0, 0.0))
-    inner = full.offset(-thickness, mf.JoinType.Miter)
-    rim = max(outer[-1, 0] - thickness, thickness)
-    span = outer[:, 0].max() + 1.0
-    opening = rect(2 * rim, 2 * thickness + 1.0, (0.0, top + 0.5))
-    cavity = (inner ^ rect(2 * span, top - floor_z, (0.0, (top + floor_z) / 2))) + opening
-    return full - cavity
+    span = 2 * (curve[:, 0].max() + 1.0)
+    above_floor = rect(span, beyond[1] + 1.0 - floor_z, (0.0, (beyond[1] + 1.0 + floor_z) / 2))
+    cavity = full.offset(-thickness, mf.JoinType.Miter) ^ above_floor
+    below_rim = rect(span, top - bottom + 1.0, (0.0, (top + bottom - 1.0) / 2))
+    # Drop the collinear points the mirror leaves on the axis (they would become extra poles).
+    return ((full - cavity) ^ below_rim).simplify(1e-9)
 
 
 def transform(solid: Solid, matrix: np.ndarray, translate: Sequence[float] = (0.0, 0.0, 0.0)) -> Solid:
@@ -170,9 +174,11 @@ def from_trimesh(mesh: trimesh.Trimesh) -> Solid:
 
 
 def _raw_mesh(solid: Solid) -> trimesh.Trimesh:
+    # manifold3d already shares vertices; it keeps two where the surface touches itself (welding
+    # them would make the edges non-manifold), and the registry rejects those shapes.
     mesh = solid.to_mesh()
     vertices = np.asarray(mesh.vert_properties, dtype=np.float64)[:, :3]
-    return trimesh.Trimesh(vertices, np.asarray(mesh.tri_verts, dtype=np.int64), process=True)
+    return trimesh.Trimesh(vertices, np.asarray(mesh.tri_verts, dtype=np.int64), process=False)
 
 
 def to_trimesh(solid: Solid) -> trimesh.Trimesh:
@@ -180,6 +186,14 @@ def to_trimesh(solid: Solid) -> trimesh.Trimesh:
 
 
 # ---------------------------------------------------------------- random helpers
+def round_sides(rng: np.random.Generator, radius: float, extent: float, choices: Sequence[int] = (6, 8, 10, 12)) -> int:
+    """A side count for a round part whose polygon edges stay longer than ~3 quantization steps
+    of an object `extent` across (thin rods get fewer sides, like an artist would give them)."""
+    edge = 2 * radius * np.sin(np.pi / np.asarray(choices))
+    fit = [n for n, e in zip(choices, edge) if e >= 0.025 * extent]
+    return pick(rng, fit) if fit else 4
+
+
 def pick(rng: np.random.Generator, options: Sequence):
     """One element of a sequence (rng.choice would turn tuples into arrays)."""
     return options[int(rng.integers(len(options)))]

@@ -12,9 +12,9 @@ def make(rng: np.random.Generator) -> trimesh.Trimesh:
     kind = s.pick(rng, ("cone", "frustum", "pyramid", "frustum_pyramid", "bicone", "spire"))
     radius = rng.uniform(0.3, 1.0)
     height = radius * np.exp(rng.uniform(np.log(0.4), np.log(4.0)))
-    n = s.pick(rng, (5, 6, 8, 8, 10, 12, 16, 16, 20, 24))
+    n = s.pick(rng, (6, 8, 8, 10, 12, 16, 16, 20, 24))
     if kind in ("pyramid", "frustum_pyramid"):
-        n = s.pick(rng, (3, 4, 4, 4, 6))
+        n = s.pick(rng, (4, 4, 4, 6))
     top = 0.0 if kind in ("cone", "pyramid") else rng.uniform(0.15, 0.8) * radius
     phase = 180.0 / n if n == 4 else 0.0  # square pyramids sit with edges on the axes
     if kind == "bicone":
@@ -39,4 +39,8 @@ def make(rng: np.random.Generator) -> trimesh.Trimesh:
         solid = s.lathe(profile, n)
     else:
         solid = s.cylinder(radius, height, n, radius_top=top, phase_deg=phase)
+        if kind == "pyramid" or rng.random() < 0.3:  # on a plinth slab, like a monument or a roof cap
+            slab = height * rng.uniform(0.08, 0.25)
+            plinth = s.cylinder(radius * rng.uniform(1.08, 1.3), slab, n, phase_deg=phase)
+            solid = s.union([plinth, solid.translate((0.0, 0.0, slab))])
     return s.to_trimesh(solid)

@@ -23,16 +23,17 @@ def _slab(rng, w: float, d: float, t: float, z_top: float) -> s.Solid:
     return s.box((w, d, t), (0.0, 0.0, z_top - t / 2))
 
 
-def _leg(rng, style: str, top: tuple[float, float, float], foot: tuple[float, float, float], size: float) -> s.Solid:
+def _leg(rng, style: str, top: tuple[float, float, float], foot: tuple[float, float, float], size: float,
+         extent: float) -> s.Solid:
     if style == "box":
         lo = np.minimum(top, foot) - [size / 2, size / 2, 0]
         hi = np.maximum(top, foot) + [size / 2, size / 2, 0]
         return s.cuboid(lo, hi)
-    sides = 4 if style == "square" else s.pick(rng, (6, 8))
+    sides = 4 if style == "square" else s.round_sides(rng, size / 2, extent, (6, 8))
     return s.rod(foot, top, size / 2, sides, phase_deg=45.0 if sides == 4 else 0.0)
 
 
-def _legs(rng, corners: np.ndarray, z_top, size: float, splay: float) -> list[s.Solid]:
+def _legs(rng, corners: np.ndarray, z_top, size: float, splay: float, extent: float) -> list[s.Solid]:
     """One leg per (x, y) corner, from z_top (one or one per leg) down to the floor, feet
     pushed out by `splay`."""
     style = s.pick(rng, ("box", "box", "square", "round"))
@@ -41,7 +42,7 @@ def _legs(rng, corners: np.ndarray, z_top, size: float, splay: float) -> list[s.
     legs = []
     for (x, y), top in zip(corners, np.broadcast_to(z_top, len(corners))):
         out = np.array([x, y]) / (np.linalg.norm([x, y]) + 1e-9) * splay
-        legs.append(_leg(rng, style, (x, y, top), (x + out[0], y + out[1], 0.0), size))
+        legs.append(_leg(rng, style, (x, y, top), (x + out[0], y + out[1], 0.0), size, extent))
     return legs
 
 
@@ -60,7 +61,7 @@ def make_table(rng: np.random.Generator) -> trimesh.Trimesh:
         return s.assemble(parts)
     inset = leg / 2 + rng.uniform(0.02, 0.12) * min(w, d)
     corners = _corners(w, d, inset)
-    parts += _legs(rng, corners, h - t / 2, leg, 0.0)
+    parts += _legs(rng, corners, h - t / 2, leg, 0.0, max(w, d, h))
     apron = rng.uniform(0.06, 0.15)
     if rng.random() < 0.5:
         parts += [s.cuboid((-w / 2 + inset, -d / 2 + inset - leg / 3, h - t - apron),
@@ -85,7 +86,7 @@ def make_chair(rng: np.random.Generator) -> trimesh.Trimesh:
     # Rear legs run up into the back posts; with arms the front legs run up to the armrests.
     front_top = arm_z - leg / 2 if arms else seat_h - t / 2
     tops = np.where(corners[:, 1] > 0, seat_h + back_h, front_top)
-    parts = [_slab(rng, w, d, t, seat_h)] + _legs(rng, corners, tops, leg, 0.0)
+    parts = [_slab(rng, w, d, t, seat_h)] + _legs(rng, corners, tops, leg, 0.0, max(w, d, seat_h + back_h))
     y_back = d / 2 - inset
     slat_t = leg * 0.6
     top = seat_h + back_h - leg  # backs stop below the post tops
@@ -150,12 +151,12 @@ def make_stool(rng: np.random.Generator) -> trimesh.Trimesh:
     angles = np.pi / 4 + 2 * np.pi * np.arange(n_legs) / n_legs
     corners = (r - leg) * 0.8 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     splay = rng.uniform(0.0, 0.35) * r
-    legs = _legs(rng, corners, h - t / 2, leg, splay)
+    legs = _legs(rng, corners, h - t / 2, leg, splay, max(h, 2 * r + 2 * splay))
     parts += legs
     if rng.random() < 0.6:  # a ring of rungs at footrest height
         z = h * rng.uniform(0.25, 0.45)
         frac = 1 - z / (h - t / 2)
         feet = [c + c / np.linalg.norm(c) * splay * frac for c in corners]
         for a, b in zip(feet, feet[1:] + feet[:1]):
-            parts.append(s.rod((*a, z), (*b, z), leg * 0.4, 6))
+            parts.append(s.rod((*a, z), (*b, z), leg * 0.35, 4, 45.0))
     return s.assemble(parts)

@@ -26,7 +26,7 @@ def vase(rng):
                    rng.uniform(0.0, 0.45), h)
     if rng.random() < 0.5:  # flared lip
         outer = np.vstack([outer, [outer[-1, 0] * rng.uniform(1.15, 1.4), h + rng.uniform(0.05, 0.15)]])
-    t = rng.uniform(0.04, 0.08)
+    t = rng.uniform(0.03, 0.05) * max(h, 2 * outer[:, 0].max())
     return s.shell_profile(outer, t, floor_z=t * 1.5)
 
 
@@ -37,7 +37,7 @@ def bowl(rng):
     outer = np.stack([r * rng.uniform(0.3, 0.5) + r * np.sin(a) * 0.6, h * (1 - np.cos(a))], axis=1)
     foot = rng.uniform(0.04, 0.1)
     outer = np.vstack([[outer[0, 0], -foot], outer])  # a short foot ring
-    t = rng.uniform(0.04, 0.08)
+    t = rng.uniform(0.03, 0.05) * 2 * outer[:, 0].max()
     return s.shell_profile(outer, t, floor_z=t)
 
 
@@ -67,14 +67,15 @@ def goblet(rng):
     cup.append((cup_r * rng.uniform(0.9, 1.1), stem_top + cup_h + rng.uniform(0.1, 0.4)))
     outer = np.array([(foot_r, 0.0), (foot_r * 0.9, foot_h), (stem_r * 1.8, foot_h * 1.8),
                       (stem_r, foot_h * 3), (stem_r, stem_top)] + cup)
-    return s.shell_profile(outer, rng.uniform(0.03, 0.05), floor_z=stem_top + 0.05)
+    t = rng.uniform(0.025, 0.04) * outer[-1, 1]
+    return s.shell_profile(outer, t, floor_z=stem_top + t)
 
 
 def lamp_shade(rng):
     h = rng.uniform(0.6, 1.4)
     r_bottom = rng.uniform(0.5, 1.0)
     r_top = r_bottom * rng.uniform(0.35, 0.9)
-    t = rng.uniform(0.03, 0.06)
+    t = rng.uniform(0.025, 0.04) * max(h, 2 * r_bottom)
     return np.array([(r_bottom, 0.0), (r_top, h), (r_top - t, h), (r_bottom - t, 0.0)])
 
 

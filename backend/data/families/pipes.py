@@ -34,7 +34,7 @@ def elbow(rng, r, t, sides):
     degrees = float(s.pick(rng, (45.0, 90.0, 90.0, 90.0, 180.0)))
     section = _ring(r, r - t, sides, (bend, 0.0))
     bend_segments = max(2, int(round(degrees / s.pick(rng, (15.0, 22.5, 30.0)))))
-    parts = [s.lathe(section, int(round(bend_segments * 360 / degrees)), degrees)]
+    parts = [s.lathe(section, bend_segments, degrees)]
     # Straight ends continue the bend's tangents: extrude the same section (so vertices match)
     # and turn it so it runs backwards from the start (-Y) or forwards from the end.
     for end in range(2):
