@@ -4,6 +4,7 @@ point clouds. Runs alone or under torchrun (DDP) unchanged; resumes exactly from
 from __future__ import annotations
 
 import dataclasses
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -137,8 +138,11 @@ def checkpoint_tensors(model: nn.Module, optimizer: torch.optim.Optimizer) -> tu
     return tensors, optim_meta
 
 
-def _one_thread(_: int) -> None:
+def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # the worker tokenizes; leave the cores to the model
+    # Ctrl-C reaches the whole process group; the main process checkpoints and then ends the
+    # worker, which must keep serving batches until then.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def train(options: TrainOptions, config: ModelConfig, out_dir: Path, rt: Runtime,
@@ -173,7 +177,7 @@ def train(options: TrainOptions, config: ModelConfig, out_dir: Path, rt: Runtime
     loader = DataLoader(AugmentedMeshes(train_set.meshes, config.n_points, max_len, options.seed,
                                         AugmentConfig() if options.augment else AugmentConfig.off()),
                         batch_sampler=sampler, collate_fn=collate, num_workers=options.workers,
-                        worker_init_fn=_one_thread, pin_memory=rt.device.type == "cuda")
+                        worker_init_fn=_worker_init, pin_memory=rt.device.type == "cuda")
     # Every rank must join validation's all-reduce, even one whose share is empty.
     has_val = len(val_set.lengths) > 0
     val_batches = validation_batches(val_set, config.n_points, max_len, options, rt) if has_val else []
