@@ -10,9 +10,11 @@ import trimesh
 from backend.data import shapes as s
 
 
-def _slab(rng, w: float, d: float, t: float, z_top: float) -> s.Solid:
+SLABS = ("box", "chamfer", "rounded", "round")
+
+
+def _slab(rng, w: float, d: float, t: float, z_top: float, kind: str) -> s.Solid:
     """A top or seat: plain, chamfered, rounded or round, its top face at z_top."""
-    kind = s.pick(rng, ("box", "chamfer", "rounded", "round"))
     if kind == "round":
         return s.cylinder(min(w, d) / 2, t, s.pick(rng, (8, 10, 12, 16, 20)), z0=z_top - t)
     if kind == "rounded":
@@ -21,6 +23,14 @@ def _slab(rng, w: float, d: float, t: float, z_top: float) -> s.Solid:
     if kind == "chamfer":
         return s.chamfer_box((w, d, t), rng.uniform(0.15, 0.35) * t, (0.0, 0.0, z_top - t / 2))
     return s.box((w, d, t), (0.0, 0.0, z_top - t / 2))
+
+
+def _leg_corners(w: float, d: float, inset: float, kind: str) -> np.ndarray:
+    """Leg positions under a slab: its corners, or under a round slab a square inside the rim."""
+    if kind == "round":
+        half = (min(w, d) / 2 - inset) / np.sqrt(2)
+        return _corners(2 * half, 2 * half, 0.0)
+    return _corners(w, d, inset)
 
 
 def _leg(rng, style: str, top: tuple[float, float, float], foot: tuple[float, float, float], size: float,
@@ -54,23 +64,22 @@ def make_table(rng: np.random.Generator) -> trimesh.Trimesh:
     w, d = rng.uniform(0.8, 2.2), rng.uniform(0.6, 1.2)
     h, t = rng.uniform(0.45, 1.1), rng.uniform(0.03, 0.08)
     leg = rng.uniform(0.05, 0.1)
-    parts = [_slab(rng, w, d, t, h)]
+    top = s.pick(rng, SLABS)
+    parts = [_slab(rng, w, d, t, h, top)]
     if rng.random() < 0.2:  # pedestal table: one column and a foot
         parts.append(s.cylinder(leg, h - t / 2 - leg / 2, s.pick(rng, (6, 8)), z0=leg / 2))
         parts.append(s.cylinder(min(w, d) * 0.3, leg, s.pick(rng, (4, 6, 8)), radius_top=min(w, d) * 0.2))
         return s.assemble(parts)
     inset = leg / 2 + rng.uniform(0.02, 0.12) * min(w, d)
-    corners = _corners(w, d, inset)
+    corners = _leg_corners(w, d, inset, top)
     parts += _legs(rng, corners, h - t / 2, leg, 0.0, max(w, d, h))
+    lx, ly = corners[:, 0].max(), corners[:, 1].max()
     apron = rng.uniform(0.06, 0.15)
     if rng.random() < 0.5:
-        parts += [s.cuboid((-w / 2 + inset, -d / 2 + inset - leg / 3, h - t - apron),
-                           (w / 2 - inset, -d / 2 + inset + leg / 3, h - t / 2)),
-                  s.cuboid((-w / 2 + inset, d / 2 - inset - leg / 3, h - t - apron),
-                           (w / 2 - inset, d / 2 - inset + leg / 3, h - t / 2))]
+        parts += [s.cuboid((-lx, y - leg / 3, h - t - apron), (lx, y + leg / 3, h - t / 2)) for y in (-ly, ly)]
     if rng.random() < 0.25:  # lower shelf between the legs
         z = h * rng.uniform(0.15, 0.35)
-        parts.append(s.box((w - 2 * inset, d - 2 * inset, t), (0.0, 0.0, z)))
+        parts.append(s.box((2 * lx, 2 * ly, t), (0.0, 0.0, z)))
     return s.assemble(parts)
 
 
@@ -86,7 +95,8 @@ def make_chair(rng: np.random.Generator) -> trimesh.Trimesh:
     # Rear legs run up into the back posts; with arms the front legs run up to the armrests.
     front_top = arm_z - leg / 2 if arms else seat_h - t / 2
     tops = np.where(corners[:, 1] > 0, seat_h + back_h, front_top)
-    parts = [_slab(rng, w, d, t, seat_h)] + _legs(rng, corners, tops, leg, 0.0, max(w, d, seat_h + back_h))
+    seat = _slab(rng, w, d, t, seat_h, s.pick(rng, SLABS[:3]))  # backs need corners: no round seats
+    parts = [seat] + _legs(rng, corners, tops, leg, 0.0, max(w, d, seat_h + back_h))
     y_back = d / 2 - inset
     slat_t = leg * 0.6
     top = seat_h + back_h - leg  # backs stop below the post tops
@@ -146,8 +156,7 @@ def make_stool(rng: np.random.Generator) -> trimesh.Trimesh:
     t = rng.uniform(0.03, 0.07)
     leg = rng.uniform(0.025, 0.045)
     n_legs = s.pick(rng, (3, 4, 4))
-    parts = [_slab(rng, 2 * r, 2 * r, t, h)] if rng.random() < 0.4 else \
-        [s.cylinder(r, t, s.pick(rng, (8, 10, 12, 16)), z0=h - t)]
+    parts = [_slab(rng, 2 * r, 2 * r, t, h, s.pick(rng, SLABS + ("round",)))]
     angles = np.pi / 4 + 2 * np.pi * np.arange(n_legs) / n_legs
     corners = (r - leg) * 0.8 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     splay = rng.uniform(0.0, 0.35) * r
