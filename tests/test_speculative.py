@@ -1,0 +1,270 @@
+import itertools
+from collections import Counter
+
+import pytest
+import torch
+from scipy.stats import chisquare
+
+from backend.decoding.autoregressive import stream_ar
+from backend.decoding.grammar_mask import GrammarMasks
+from backend.decoding.sampling import SamplingConfig, distribution, make_generator
+from backend.decoding.speculative import PTS_PRUNE, SpeculativeDecoder, probability_tree, stream_speculative
+from backend.model.io import load_model
+from backend.tokenizer.bpt import decode
+from backend.tokenizer.grammar import GrammarState
+from backend.tokenizer.vocab import BOS, EOS
+
+GREEDY = SamplingConfig(greedy=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Batch-1 decoding of a tiny model is latency bound: one thread avoids contention on CI.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    # float64: the verify pass (T tokens) and AR steps (1 token) then agree far beyond any argmax tie
+    model, heads, _ = load_model(tiny_model_dir)
+    return model.double(), heads.double()
+
+
+def latents(model, seed: int, n: int = 64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    points = torch.rand(1, n, 3, generator=g, dtype=torch.float64) * 1.9 - 0.95
+    normals = torch.nn.functional.normalize(torch.randn(1, n, 3, generator=g, dtype=torch.float64), dim=-1)
+    with torch.inference_mode():
+        return model.encode_points(points, normals)
+
+
+def ar_tokens(model, lat, sampling, max_tokens, seed=0) -> list[int]:
+    return [t for p in stream_ar(model, lat, sampling, max_tokens, make_generator(seed, "cpu")) for t in p]
+
+
+class OracleHeads:
+    """Test double for trained heads: drafts the known continuation `target`, except at the
+    positions in `wrong`, so that acceptance, partial acceptance and rollback all happen."""
+
+    def __init__(self, target: list[int], wrong: set[int], num_heads: int = 4) -> None:
+        self.target, self.wrong, self.num_heads = target, wrong, num_heads
+        self.decoder: SpeculativeDecoder | None = None
+
+    def prepare(self, latents):
+        return None
+
+    def draft(self, hidden_last, prepared, num_heads=None):
+        n = len(self.decoder.tokens)
+        logits = torch.zeros(1, num_heads, 5122, dtype=hidden_last.dtype)
+        for i in range(num_heads):
+            index = n + i  # head i drafts x_{n+1+i} = target[n+i]
+            token = self.target[index] if index < len(self.target) else EOS
+            logits[0, i, (token + 1) % 5120 if index in self.wrong else token] = 30.0
+        return logits
+
+
+class LookaheadHeads:
+    """A draft model that knows the backbone: head i gives the backbone's logits i tokens ahead
+    along its greedy path, times `factor`. With factor < 1 the drafts use the backbone's own
+    candidates with flatter weights, so exact verification must both accept and resample."""
+
+    def __init__(self, model, latents, factor: float, num_heads: int = 4) -> None:
+        self.model, self.latents, self.factor, self.num_heads = model, latents, factor, num_heads
+        self.masks = GrammarMasks("cpu")
+        self.decoder: SpeculativeDecoder | None = None
+
+    def prepare(self, latents):
+        return None
+
+    def draft(self, hidden_last, prepared, num_heads=None):
+        state = GrammarState()
+        for token in self.decoder.tokens:
+            state.advance(token)
+        sequence, rows = [BOS, *self.decoder.tokens], []
+        for _ in range(num_heads):
+            logits, _ = self.model(torch.tensor([sequence]), self.latents)
+            rows.append(logits[0, -1] * self.factor)
+            token = int(rows[-1].masked_fill(~self.masks(state), float("-inf")).argmax())
+            state.advance(token)
+            sequence.append(token)
+        return torch.stack(rows)[None]
+
+
+def run_decoder(decoder: SpeculativeDecoder, on_pass=None) -> tuple[list[int], int]:
+    passes = [decoder.prefill()]
+    while not decoder.finished:
+        passes.append(decoder.step())
+        if on_pass is not None:
+            on_pass(decoder)
+    return [t for p in passes for t in p], len(passes)
+
+
+@pytest.mark.parametrize("draft", ["is", "pts"])
+def test_greedy_speculative_equals_ar_greedy_with_random_heads(tiny, draft):
+    model, heads = tiny
+    for seed, num_heads in itertools.product(range(2), (1, 2, 4)):
+        lat = latents(model, seed)
+        expected = ar_tokens(model, lat, GREEDY, 40)
+        passes = list(stream_speculative(model, heads, lat, GREEDY, 40, make_generator(seed, "cpu"),
+                                         delta=0.5, num_heads=num_heads, draft=draft))
+        assert [t for p in passes for t in p] == expected
+        assert all(1 <= len(p) <= num_heads + 1 for p in passes)
+
+
+@pytest.mark.parametrize("verify", ["threshold", "exact"])
+def test_greedy_with_good_drafts_is_exact_and_compresses(tiny, verify):
+    model, _ = tiny
+    lat = latents(model, 3)
+    expected = ar_tokens(model, lat, GREEDY, 60)
+    oracle = OracleHeads(expected, wrong={5, 6, 20, 33})
+    decoder = SpeculativeDecoder(model, oracle, lat, GREEDY, 60, make_generator(0, "cpu"), verify=verify)
+    oracle.decoder = decoder
+    tokens, passes = run_decoder(decoder)
+    assert tokens == expected
+    assert len(tokens) / passes > 2.5  # SCR: mostly whole drafts accepted
+
+
+def test_rollback_leaves_the_cache_of_a_fresh_prefill(tiny):
+    model, _ = tiny
+    lat = latents(model, 4)
+    expected = ar_tokens(model, lat, GREEDY, 40)
+    oracle = OracleHeads(expected, wrong={3, 4, 9, 15, 16, 17, 25})
+    decoder = SpeculativeDecoder(model, oracle, lat, GREEDY, 40, make_generator(0, "cpu"))
+    oracle.decoder = decoder
+    checked = []
+
+    def compare_with_fresh_prefill(dec: SpeculativeDecoder) -> None:
+        pos = dec.cache.pos
+        assert pos == len(dec.tokens)  # BOS + every accepted token but the pending last one
+        if dec.finished:
+            return
+        with torch.inference_mode():
+            fresh = model.new_cache(1, 40, lat)
+            model(torch.tensor([[BOS, *dec.tokens[:-1]]]), cache=fresh)
+            assert torch.allclose(dec.cache.k[:, :, :, :pos], fresh.k[:, :, :, :pos], atol=1e-10)
+            assert torch.allclose(dec.cache.v[:, :, :, :pos], fresh.v[:, :, :, :pos], atol=1e-10)
+            nxt = torch.tensor([[dec.tokens[-1]]])
+            logits, _ = model(nxt, cache=dec.cache)
+            fresh_logits, _ = model(nxt, cache=fresh)
+            dec.cache.pos = pos  # undo the probe
+        assert torch.allclose(logits, fresh_logits, atol=1e-9)
+        checked.append(pos)
+
+    tokens, _ = run_decoder(decoder, compare_with_fresh_prefill)
+    assert tokens == expected
+    assert len(checked) >= 5
+
+
+def test_sampled_speculative_streams_decode(tiny):
+    model, heads = tiny
+    lat = latents(model, 5)
+    for draft, verify in itertools.product(("is", "pts"), ("threshold", "exact")):
+        passes = list(stream_speculative(model, heads, lat, SamplingConfig(temperature=1.0), 30,
+                                         make_generator(1, "cpu"), delta=0.1, draft=draft, verify=verify))
+        tokens = [t for p in passes for t in p]
+        assert len(tokens) <= 30 and (tokens[-1] == EOS or len(tokens) == 30)
+        assert EOS not in tokens[:-1]
+        decode(tokens)
+        again = [t for p in stream_speculative(model, heads, lat, SamplingConfig(temperature=1.0), 30,
+                                               make_generator(1, "cpu"), delta=0.1, draft=draft,
+                                               verify=verify) for t in p]
+        assert again == tokens  # reproducible per seed
+
+
+def joint_first_tokens(model, lat, cfg: SamplingConfig, depth: int) -> dict[tuple[int, ...], float]:
+    """Exact probabilities of every prefix of `depth` tokens under AR sampling."""
+    masks = GrammarMasks("cpu")
+    joint = {(): 1.0}
+    for _ in range(depth):
+        grown = {}
+        for prefix, weight in joint.items():
+            state = GrammarState()
+            for token in prefix:
+                state.advance(token)
+            with torch.inference_mode():
+                logits, _ = model(torch.tensor([[BOS, *prefix]]), lat)
+            probs = distribution(logits[0, -1], masks(state), cfg)
+            for token in probs.nonzero().flatten().tolist():
+                grown[(*prefix, token)] = weight * float(probs[token])
+        joint = grown
+    return joint
+
+
+def first_tokens_speculative(model, heads, lat, cfg, runs: int, **kwargs) -> Counter:
+    counts = Counter()
+    for seed in range(runs):
+        decoder = SpeculativeDecoder(model, heads, lat, cfg, 4, make_generator(seed, "cpu"), num_heads=2, **kwargs)
+        heads.decoder = decoder
+        decoder.prefill()
+        while len(decoder.tokens) < 3:
+            decoder.step()
+        counts[tuple(decoder.tokens[:3])] += 1
+    return counts
+
+
+def chi_square_p(expected: dict, counts: Counter, runs: int) -> float:
+    keys = sorted(expected)
+    observed = [counts[k] for k in keys]
+    assert sum(observed) == runs  # nothing outside the backbone's support
+    return float(chisquare(observed, [expected[k] * runs for k in keys]).pvalue)
+
+
+def test_exact_verification_preserves_the_backbone_distribution(tiny):
+    model, heads = tiny
+    lat = latents(model, 6)
+    # A random tiny model is nearly uniform: a low temperature gives the backbone a shape.
+    cfg = SamplingConfig(temperature=0.05, top_k=3, top_p=1.0)  # 27 outcomes for 3 tokens
+    expected = joint_first_tokens(model, lat, cfg, 3)
+    flat = LookaheadHeads(model, lat, factor=0.2)
+    runs = 200
+    exact = chi_square_p(expected, first_tokens_speculative(model, flat, lat, cfg, runs, verify="exact"), runs)
+    # Accepting every draft (threshold 0) samples from the heads instead: the test must see that.
+    naive = chi_square_p(expected, first_tokens_speculative(model, flat, lat, cfg, runs, verify="threshold",
+                                                            delta=0.0), runs)
+    assert exact > 1e-3, (exact, naive)
+    assert naive < 1e-6, (exact, naive)
+
+
+def test_probability_tree_paths_are_valid(tiny):
+    model, heads = tiny
+    lat = latents(model, 7)
+    masks = GrammarMasks("cpu")
+    cfg = SamplingConfig(temperature=1.0, top_k=5, top_p=1.0)
+    with torch.inference_mode():
+        _, hidden = model(torch.tensor([[BOS, 4608 + 73]]), lat)  # after a patch start
+        head_logits = heads.draft(hidden[:, -1], heads.prepare(lat))[0]
+    state = GrammarState()
+    state.advance(4608 + 73)
+    leaves = probability_tree(head_logits, state, masks, cfg, k=3)
+    assert leaves and all(w >= PTS_PRUNE for _, w, _ in leaves)
+    assert len({path for path, _, _ in leaves}) == len(leaves) <= 3 ** 4
+    for path, weight, states in leaves:
+        check = GrammarState()
+        check.advance(4608 + 73)
+        product = 1.0
+        for d, token in enumerate(path):
+            probs = distribution(head_logits[d], masks(check), cfg)
+            assert token in probs.topk(3).indices.tolist()
+            product *= float(probs[token])
+            check.advance(token)  # raises if the path breaks the grammar
+        assert states[-1].kind == check.kind and len(states) == len(path) + 1
+        assert weight == pytest.approx(product)
+    depths = {len(p) for p, _, _ in leaves if not p or p[-1] != EOS}
+    assert len(depths) == 1  # complete paths only: all at the deepest surviving level
+
+    greedy = probability_tree(head_logits, state, masks, GREEDY, k=3)
+    assert len(greedy) == 1 and len(greedy[0][0]) == 4  # greedy: the single argmax chain
+
+
+def test_invalid_arguments(tiny):
+    model, heads = tiny
+    lat = latents(model, 0)
+    for kwargs in ({"num_heads": 5}, {"num_heads": 0}, {"draft": "x"}, {"verify": "x"}, {"delta": 1.5},
+                   {"draft": "pts", "pts_k": 0}):
+        with pytest.raises(ValueError):
+            SpeculativeDecoder(model, heads, lat, GREEDY, 10, None, **kwargs)
+    with pytest.raises(ValueError):
+        next(stream_speculative(model, None, lat, GREEDY, 10, None))
