@@ -26,6 +26,7 @@ PROTOCOL_VERSION = 1  # must equal backend.server.protocol.PROTOCOL_VERSION (a t
 BACKEND_EXITED = "backend_exited"
 BACKEND_HUNG = "backend_hung"
 BACKEND_UNREADABLE = "backend_unreadable"
+MAX_LOG_BYTES = 5 * 1024 * 1024
 
 _live: weakref.WeakSet[BackendClient] = weakref.WeakSet()
 
@@ -71,6 +72,8 @@ class BackendClient:
                 return
             self._reap()
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            if self.log_path.is_file() and self.log_path.stat().st_size > MAX_LOG_BYTES:
+                self.log_path.replace(self.log_path.with_suffix(".old.log"))  # keep one previous log
             self.ready_info = None
             self._stopping = False
             with open(self.log_path, "ab") as log:

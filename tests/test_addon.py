@@ -189,3 +189,61 @@ def test_point_cloud_of_a_million_triangles_is_fast(addon, monkey) -> None:
     assert points.shape == (4096, 3)
     # CPU time, not wall time: this machine is shared, and a busy neighbour is not our cost.
     assert cpu < 1.0
+
+
+
+class _CheckedLayout:
+    """Stands in for bpy.types.UILayout, which only Blender's UI can make: every call must name
+    a real UILayout function with real parameter names, a real property or a real operator."""
+
+    def __init__(self, calls: list) -> None:
+        object.__setattr__(self, "calls", calls)
+
+    def __setattr__(self, name: str, value) -> None:
+        assert name in bpy.types.UILayout.bl_rna.properties, f"UILayout has no {name}"
+
+    def __getattr__(self, name: str):
+        function = bpy.types.UILayout.bl_rna.functions.get(name)
+        assert function is not None, f"UILayout has no {name}()"
+
+        def call(*args, **kwargs):
+            assert set(kwargs) <= set(function.parameters.keys()), f"{name}() has no {set(kwargs)}"
+            if name == "prop":
+                assert args[1] in args[0].bl_rna.properties, f"no property {args[1]}"
+            if name == "operator":
+                module, op = args[0].split(".")
+                getattr(getattr(bpy.ops, module), op).get_rna_type()  # raises for a missing one
+            self.calls.append((name, args[0] if args else None))
+            return _CheckedLayout(self.calls)
+
+        return call
+
+
+class _WithLayout:
+    """`self` for a draw method: the real object's attributes, a checked layout."""
+
+    def __init__(self, real, calls: list) -> None:
+        self._real, self.layout = real, _CheckedLayout(calls)
+
+    def __getattr__(self, name: str):
+        return getattr(self._real, name)
+
+
+def test_panel_and_preferences_draw_in_every_state(addon, monkey) -> None:
+    draw_panel = addon.panels.SPECMESH_PT_generate.draw
+    calls: list = []
+    draw_panel(_WithLayout(None, calls), bpy.context)  # idle
+    assert ("operator", "specmesh.generate") in calls
+    _settings(max_faces=20000)
+    session = addon.operators.start_generation(bpy.context, monkey)
+    calls.clear()
+    draw_panel(_WithLayout(None, calls), bpy.context)  # running: progress bar and Cancel
+    assert ("progress", None) in calls and ("operator", "specmesh.cancel") in calls
+    session.cancel()
+    _tick_until(session, lambda: session.finished)
+    addon.operators.finish_generation(session)
+
+    prefs = bpy.context.preferences.addons[addon.__name__].preferences
+    calls.clear()
+    addon.preferences.SpecMeshPreferences.draw(_WithLayout(prefs, calls), bpy.context)
+    assert ("operator", "specmesh.install_backend") in calls

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from addon_fixtures import (cloud, generate_request, load_addon_module, long_model_dir,  # noqa: F401
+from addon_fixtures import (REPO_ROOT, generate_request, load_addon_module, long_model_dir,  # noqa: F401
                             process_gone, serve_argv, wait_for)
 from backend.server import Server
 from backend.server import protocol as P
@@ -237,3 +237,16 @@ def test_shutdown_all_leaves_no_process(long_model_dir, tmp_path) -> None:
     pids = [c.pid for c in clients]
     client_module.shutdown_all()
     assert all(process_gone(pid) for pid in pids)
+
+
+def test_no_orphan_when_the_parent_exits_without_cleaning_up(long_model_dir, tmp_path) -> None:
+    # The parent starts a backend and simply returns: atexit (and the stdin EOF) must end the child.
+    script = (f"import sys; sys.path.insert(0, {str(REPO_ROOT / 'tests')!r})\n"
+              "from addon_fixtures import load_addon_module, serve_argv\n"
+              "client = load_addon_module('client')\n"
+              f"c = client.BackendClient(serve_argv(__import__('pathlib').Path({str(long_model_dir)!r})), "
+              f"{str(tmp_path / 'log')!r})\n"
+              "c.start(); print(c.pid, flush=True)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    pid = int(result.stdout.split()[0])
+    assert process_gone(pid)
