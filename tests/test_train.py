@@ -115,7 +115,8 @@ def _ddp_worker(rank: int, world: int, port: int, data: str, out: str) -> None:
 def test_ddp_two_processes_stay_in_sync(dataset: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(dataset), str(tmp_path)), nprocs=2)
+    torch.multiprocessing.start_processes(_ddp_worker, args=(2, _free_port(), str(dataset), str(tmp_path)),
+                                          nprocs=2, start_method="fork")
     a, b = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     state = ckpt.read_state(tmp_path / CHECKPOINT)  # written once, by rank 0

@@ -109,7 +109,7 @@ class DistillNet(nn.Module):
         backbone = lm_loss(logits, labels)
         if self.train_backbone:
             loss = loss + self.backbone_weight * backbone
-        return loss, float(backbone), per_head
+        return loss, backbone.item(), per_head
 
 
 class LabelExamples(Dataset):
