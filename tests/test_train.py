@@ -135,3 +135,13 @@ def test_train_command_end_to_end(dataset: Path, tmp_path: Path) -> None:
     assert (run / "config.json").is_file() and metrics(run)[-1]["step"] == 3
     assert main(argv) == 2  # refuses to overwrite a run without --resume
     assert main(argv + ["--resume", "--lr", "0.5"]) == 2  # exact resume forbids changing the recipe
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trains_on_cuda_under_bf16_autocast(dataset: Path, tmp_path: Path) -> None:
+    rt = Runtime(torch.device("cuda"))
+    model = train(options(dataset, steps=3), load_preset("tiny"), tmp_path, rt, threading.Event())
+    assert all(p.device.type == "cuda" and p.dtype == torch.float32 and p.isfinite().all()
+               for p in model.parameters())
+    assert all(m["loss"] == m["loss"] for m in metrics(tmp_path) if "loss" in m)  # no NaN

@@ -32,6 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, help=f"linear warmup steps (default {defaults.warmup})")
     p.add_argument("--val-data", help="held-out dataset directory (default: hold out 2%% of --data)")
     p.add_argument("--val-every", type=int, help=f"steps between validations (default {defaults.val_every})")
+    p.add_argument("--log-every", type=int, help=f"steps between metrics lines (default {defaults.log_every})")
     p.add_argument("--seed", type=int, help=f"seed for init, data order, augmentation (default {defaults.seed})")
     p.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints (default 5)")
     p.add_argument("--workers", type=int, help="data loader processes (default 1)")
