@@ -148,6 +148,3 @@ class MeshDataset:
         return MeshRecord(rows("vertices", "vertex_offsets"), rows("faces", "face_offsets"),
                           rows("tokens", "token_offsets").astype(np.int64),
                           self.families[int(d["family"][k])], int(d["seed"][k]))
-
-
-TokenDataset = MeshDataset  # the name docs/architecture.md's package layout uses

@@ -22,8 +22,8 @@ import trimesh
 from backend.mesh.normalize import Normalization
 from backend.mesh.quantize import quantize_coords
 
-from backend.data.families import (arches, boxes, cones, extrusions, furniture, hardsurface, lathe, pipes,
-                                   prisms, props, stairs, tori)
+from backend.data.families import (arches, boxes, buildings, cones, extrusions, furniture, hardsurface, lathe,
+                                   pipes, prisms, props, stairs, tori)
 
 Maker = Callable[[np.random.Generator], trimesh.Trimesh]
 
@@ -44,6 +44,8 @@ FAMILIES: dict[str, Maker] = {
     "stool": furniture.make_stool,
     "hard_surface": hardsurface.make,
     "prop": props.make,
+    "building": buildings.make,
+    "column": buildings.make_column,
 }
 FAMILY_NAMES: list[str] = list(FAMILIES)
 
