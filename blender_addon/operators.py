@@ -107,8 +107,8 @@ class SPECMESH_OT_generate(bpy.types.Operator):
                 continue
             run_to_end(session)
             finish_generation(session)
-            self.report({"INFO"} if session.state is State.DONE else {"WARNING"},
-                        f"{source.name}: {session.message}")
+            level = {State.DONE: "INFO", State.CANCELLED: "WARNING"}.get(session.state, "ERROR")
+            self.report({level}, f"{source.name}: {session.message}")
             completed &= session.state is State.DONE
         return {"FINISHED"} if completed else {"CANCELLED"}
 

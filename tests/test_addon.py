@@ -127,10 +127,11 @@ def test_execute_runs_synchronously_for_scripts(addon, monkey) -> None:
     ("camera", "is a camera, not a mesh"),
     ("empty", "has no faces"),
     ("no_python", "backend is not installed"),
+    ("bad_model", "could not load the model"),
 ])
 def test_clear_errors(addon, monkey, case: str, message: str) -> None:
     prefs = bpy.context.preferences.addons[addon.__name__].preferences
-    saved = prefs.backend_python
+    saved = prefs.backend_python, prefs.model_dir
     monkey.select_set(False)
     if case == "camera":
         bpy.ops.object.camera_add()
@@ -142,11 +143,14 @@ def test_clear_errors(addon, monkey, case: str, message: str) -> None:
     elif case == "no_python":
         monkey.select_set(True)
         prefs.backend_python = "/nonexistent/bin/python"
+    elif case == "bad_model":
+        monkey.select_set(True)
+        prefs.model_dir = "/nonexistent/model"
     try:
         with pytest.raises(RuntimeError, match=message):
             bpy.ops.specmesh.generate()
     finally:
-        prefs.backend_python = saved
+        prefs.backend_python, prefs.model_dir = saved
     assert addon.runtime.status.is_error and message in addon.runtime.status.text
     assert not any(o.name.endswith("_retopo") for o in bpy.data.objects)
 

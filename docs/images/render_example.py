@@ -103,6 +103,7 @@ def main() -> int:
     result.location.x += size * 1.2  # side by side: source left, result right
     source.data.materials.append(_material(bpy, "Source", (0.8, 0.8, 0.8)))
     _show_edges(bpy, result, size)
+    bpy.context.view_layer.update()  # refresh matrix_world after the move
     _frame(bpy, [source, result], aspect=2.0)
 
     scene = bpy.context.scene
