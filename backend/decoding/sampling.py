@@ -51,9 +51,18 @@ def distribution(logits: Tensor, mask: Tensor | None, cfg: SamplingConfig) -> Te
 
 
 def sample(probs: Tensor, generator: torch.Generator | None) -> Tensor:
-    """One token per row of `probs` (V,) or (B, V), drawn with `generator` (reproducible per seed)."""
+    """One token per row of `probs` (V,) or (B, V), drawn with `generator` (reproducible per seed).
+
+    Inverse-CDF sampling: one uniform per row instead of the V exponentials `torch.multinomial`
+    draws, which made sampling cost as much as a small model's forward pass on a CPU. A token
+    with zero probability is never picked (its CDF step is empty)."""
     flat = probs.reshape(-1, probs.shape[-1])
-    return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+    cdf = flat.cumsum(-1)
+    u = torch.rand(flat.shape[0], 1, generator=generator, device=flat.device, dtype=cdf.dtype)
+    index = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
+    # u * total can round up to total itself: fall back to the last token with mass.
+    last = (flat > 0).cumsum(-1).argmax(-1, keepdim=True)
+    return torch.minimum(index, last).reshape(probs.shape[:-1])
 
 
 def sample_token(logits: Tensor, mask: Tensor | None, cfg: SamplingConfig,
