@@ -26,7 +26,8 @@ def make(rng: np.random.Generator) -> trimesh.Trimesh:
             profile[-1] = (0, height + band)
         solid = s.lathe(profile, n)
     elif kind == "spire":
-        # Stacked frustums, each starting narrower than the last one ended.
+        # Stacked frustums, each starting narrower than the last one ended; tall, not a hat.
+        height = max(height, radius * rng.uniform(2.0, 4.0))
         steps = int(rng.integers(2, 5))
         heights = rng.uniform(0.5, 1.5, size=steps)
         heights *= height / heights.sum()
