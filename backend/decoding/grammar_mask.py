@@ -19,9 +19,14 @@ class GrammarMasks:
         self.device = torch.device(device)
         self._masks: dict[tuple[int, int], Tensor] = {}
 
+    @staticmethod
+    def key(state: GrammarState) -> tuple[int, int]:
+        """States with equal keys allow the same tokens."""
+        return int(state.kind), state.forbidden_token
+
     def __call__(self, state: GrammarState) -> Tensor:
         """Bool mask (V,) of the tokens `state` allows, on `self.device`."""
-        key = (int(state.kind), state.forbidden_token)
+        key = self.key(state)
         mask = self._masks.get(key)
         if mask is None:
             allowed = state.allowed().copy()

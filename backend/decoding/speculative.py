@@ -190,22 +190,26 @@ def probability_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMas
     early and stay). A tree with no surviving child returns the empty path."""
     frontier: list[Leaf] = [((), 1.0, [clone_state(state)])]
     for logits in head_logits:
+        # One batched distribution + top-k per level: a row per distinct grammar mask.
+        groups: dict[tuple[int, int], GrammarState] = {}
+        for path, _, states in frontier:
+            if not _ended(path):
+                groups.setdefault(GrammarMasks.key(states[-1]), states[-1])
+        if not groups:
+            break
+        mask = torch.stack([masks(s) for s in groups.values()])
+        values, index = distribution(logits.expand(len(groups), -1), mask, sampling).topk(k, dim=-1)
+        top = dict(zip(groups, zip(values.tolist(), index.tolist())))
         children: list[Leaf] = []
         grew = False
-        top: dict[tuple[int, int], tuple[list[float], list[int]]] = {}  # per grammar mask
         for path, weight, states in frontier:
-            last = states[-1]
-            if path and path[-1] == EOS:
+            if _ended(path):
                 children.append((path, weight, states))
                 continue
-            key = (int(last.kind), last.forbidden_token)
-            if key not in top:
-                values, index = distribution(logits, masks(last), sampling).topk(k)
-                top[key] = (values.tolist(), index.tolist())
-            for p, token in zip(*top[key]):
+            for p, token in zip(*top[GrammarMasks.key(states[-1])]):
                 if weight * p < prune:
                     continue
-                child = clone_state(last)
+                child = clone_state(states[-1])
                 child.advance(token)
                 children.append(((*path, token), weight * p, [*states, child]))
                 grew = True
@@ -213,6 +217,10 @@ def probability_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMas
             break
         frontier = children
     return frontier
+
+
+def _ended(path: tuple[int, ...]) -> bool:
+    return bool(path) and path[-1] == EOS
 
 
 def _tree_conditionals(leaves: list[Leaf], path: tuple[int, ...], head_logits: Tensor) -> Tensor:
