@@ -80,8 +80,14 @@ def test_stage2_merge_equals_peft_and_resume_finishes(tiny_model_dir: Path, data
 
     resumed = Distiller(opts, tmp_path, CPU, threading.Event(), resume=True)
     assert resumed.state.stage == 2 and resumed.state.step == 2
-    assert resumed.run() is not None
+    model, heads = resumed.run()
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "labels").glob("*.npz")} == chunks
+
+    # The interrupted run ends exactly where an uninterrupted one does.
+    full_model, full_heads = Distiller(opts, tmp_path / "full", CPU, threading.Event()).run()
+    for a, b in ((model, full_model), (heads, full_heads)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_distill_command_exports_loadable_model(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
