@@ -14,7 +14,7 @@ from backend.data.dataset import build
 from backend.model.heads import MLPHeads
 from backend.model.io import load_model
 from backend.tokenizer.vocab import PAD_LABEL
-from backend.training.distill import DistillOptions, Distiller, head_targets
+from backend.training.distill import Distiller, DistillOptions, head_targets
 from backend.training.runtime import Runtime
 
 CPU = Runtime(torch.device("cpu"))

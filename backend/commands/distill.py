@@ -11,7 +11,7 @@ import torch
 
 from backend.model.config import HEAD_TYPES
 from backend.training import checkpoint as ckpt
-from backend.training.distill import CHECKPOINT, DistillOptions, Distiller
+from backend.training.distill import CHECKPOINT, Distiller, DistillOptions
 from backend.training.runtime import runtime, stop_on_signals
 
 # Options that may change when resuming without changing what the run computes.

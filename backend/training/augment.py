@@ -22,7 +22,7 @@ class AugmentConfig:
     max_dropout: float = 0.1       # up to this fraction of points replaced by others
 
     @classmethod
-    def off(cls) -> "AugmentConfig":
+    def off(cls) -> AugmentConfig:
         return cls(rotate=False, scale_min=1.0, point_noise=0.0, max_dropout=0.0)
 
 
