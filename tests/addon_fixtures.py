@@ -131,14 +131,21 @@ def addon(addon_zip: Path, long_model_dir: Path) -> Iterator[ModuleType]:
     import build_addon
 
     name = build_addon.install_into_blender(addon_zip)
-    module = sys.modules[name]
-    prefs = bpy.context.preferences.addons[name].preferences
-    prefs.backend_python = sys.executable
-    prefs.model_dir = str(long_model_dir)
-    prefs.device = "cpu"
-    yield module
+    configure(name, long_model_dir)
+    yield sys.modules[name]
     bpy.ops.preferences.addon_disable(module=name)
     bpy.ops.extensions.package_uninstall(repo_index=_repo_index(bpy, "user_default"), pkg_id="specmesh")
+
+
+def configure(name: str, model_dir: Path) -> None:
+    """Point the enabled add-on at this test's Python (which has the backend) and a model.
+    Blender forgets add-on preferences when the add-on is disabled, so call it after re-enabling."""
+    import bpy
+
+    prefs = bpy.context.preferences.addons[name].preferences
+    prefs.backend_python = sys.executable
+    prefs.model_dir = str(model_dir)
+    prefs.device = "cpu"
 
 
 def _repo_index(bpy: ModuleType, module: str) -> int:

@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from addon_fixtures import addon, addon_zip, backend_children, long_model_dir, monkey, process_gone  # noqa: F401
+from addon_fixtures import (addon, addon_zip, backend_children, configure, long_model_dir,  # noqa: F401
+                            monkey, process_gone)
 
 bpy = pytest.importorskip("bpy")
 pytestmark = pytest.mark.bpy
@@ -166,7 +167,7 @@ def test_point_cloud_uses_modifiers_and_local_space(addon, monkey) -> None:
     assert np.ptp(points, axis=0).min() > 0.5  # spread over the whole head, in local units
 
 
-def test_unregister_stops_the_backend(addon, monkey) -> None:
+def test_unregister_stops_the_backend(addon, monkey, long_model_dir) -> None:
     _settings(max_faces=3)
     session = addon.operators.start_generation(bpy.context, monkey)
     _tick_until(session, lambda: session.finished)
@@ -178,6 +179,7 @@ def test_unregister_stops_the_backend(addon, monkey) -> None:
     assert not hasattr(bpy.types.Scene, "specmesh")
     bpy.ops.preferences.addon_enable(module=name)  # register again cleanly
     assert hasattr(bpy.types.Scene, "specmesh")
+    configure(name, long_model_dir)
 
 
 def test_point_cloud_of_a_million_triangles_is_fast(addon, monkey) -> None:
