@@ -168,6 +168,9 @@ def train(options: TrainOptions, config: ModelConfig, out_dir: Path, rt: Runtime
         ckpt.load_optimizer_state(optimizer, ckpt.unprefixed("optim", tensors), state["optimizer"])
         ckpt.load_rng_state(ckpt.unprefixed("rng", tensors))
         step, position = state["step"], DataPosition(**state["position"])
+        if state["world"] != rt.world and rt.main:
+            print(f"note: resuming a {state['world']}-process run on {rt.world}: the data order "
+                  "continues differently from the original run")
 
     net: nn.Module = TeacherForcing(model)
     if rt.distributed:
