@@ -115,6 +115,8 @@ class SPECMESH_OT_generate(bpy.types.Operator):
     # The UI: the active mesh, modal, with a timer so that the viewport stays responsive.
     # Kept geometry (finished or cancelled part-way) is FINISHED, so that one undo removes it.
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if context.window is None:  # `blender -b` or bpy as a module: no event loop to be modal in
+            return self.execute(context)
         if runtime.running_session() is not None:
             self.report({"ERROR"}, "A generation is already running; cancel it first")
             return {"CANCELLED"}
@@ -131,6 +133,7 @@ class SPECMESH_OT_generate(bpy.types.Operator):
         session = self._session
         if event.type == "ESC" and event.value == "PRESS":
             session.cancel()
+            return {"RUNNING_MODAL"}  # consumed: Esc is ours while generating
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         finished = session.tick(TICK_BUDGET_S)

@@ -115,9 +115,10 @@ def test_killed_backend_is_a_clear_error_and_leaves_no_process(addon, monkey) ->
     assert again.state is addon.session.State.DONE and again.client.pid != pid
 
 
-def test_execute_runs_synchronously_for_scripts(addon, monkey) -> None:
+@pytest.mark.parametrize("how", ["EXEC_DEFAULT", "INVOKE_DEFAULT"])  # no window: invoke runs execute
+def test_execute_runs_synchronously_for_scripts(addon, monkey, how: str) -> None:
     _settings(max_faces=8, heads=0)  # heads 0: plain autoregressive
-    assert bpy.ops.specmesh.generate() == {"FINISHED"}
+    assert bpy.ops.specmesh.generate(how) == {"FINISHED"}
     output = bpy.data.objects["Suzanne_retopo"]
     assert 0 < len(output.data.polygons) <= 8
     assert addon.runtime.session.progress.stats["mode"] == "ar"
