@@ -50,9 +50,10 @@ def generate_ar_batch(model: MeshTransformer, points: np.ndarray | Tensor, norma
     """Sample one sequence per condition (points, normals [B, N, 3], already normalized) in
     lockstep. Finished rows keep being fed EOS and are ignored; the loop ends when every row has
     finished or `max_tokens` is reached. Each returned int64 array ends with EOS if it finished."""
-    device = next(model.parameters()).device
-    points = torch.as_tensor(points, dtype=torch.float32, device=device)
-    normals = torch.as_tensor(normals, dtype=torch.float32, device=device)
+    weight = next(model.parameters())
+    device = weight.device
+    points = torch.as_tensor(points, dtype=weight.dtype, device=device)
+    normals = torch.as_tensor(normals, dtype=weight.dtype, device=device)
     if points.ndim != 3 or points.shape[-1] != 3 or normals.shape != points.shape:
         raise ValueError(f"points and normals must both be [B, N, 3], got {tuple(points.shape)} "
                          f"and {tuple(normals.shape)}")
