@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               description="Pre-train the mesh transformer. Launch with torchrun "
                                           "for several GPUs/processes; nothing else changes.")
     p.add_argument("--data", required=True, help="dataset directory (specmesh data build)")
-    p.add_argument("--config", default="default", help="model preset name or config JSON path")
+    p.add_argument("--config", help="model preset name or config JSON path (default: the default preset)")
     p.add_argument("--out", required=True, help="run directory: checkpoint, metrics.jsonl, config.json")
     defaults = TrainOptions(data="")
     p.add_argument("--steps", type=int, help=f"optimizer steps (default {defaults.steps})")
@@ -60,15 +60,17 @@ def resolve(args: argparse.Namespace) -> tuple[TrainOptions, ModelConfig]:
     with only trajectory-neutral options (or an explicit --steps) taken from the command line."""
     given = _given(args)
     if not args.resume:
-        return TrainOptions(**given), _config(args.config)
+        return TrainOptions(**given), _config(args.config or "default")
     state = ckpt.read_state(Path(args.out) / CHECKPOINT)
     if state.get("kind") != "pretrain":
         raise ValueError(f"{args.out} does not hold a pre-training checkpoint")
     changed = {k: v for k, v in given.items() if k not in TUNABLE | {"steps"} and v != state["options"][k]}
     if changed:
         raise ValueError(f"cannot change {', '.join(sorted(changed))} when resuming (exact resume)")
-    options = TrainOptions(**{**state["options"], **given})
-    return options, ModelConfig.from_dict(state["config"])
+    config = ModelConfig.from_dict(state["config"])
+    if args.config and _config(args.config) != config:
+        raise ValueError(f"--config {args.config} differs from the model of the run in {args.out}")
+    return TrainOptions(**{**state["options"], **given}), config
 
 
 def run(args: argparse.Namespace) -> int:
