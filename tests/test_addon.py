@@ -254,3 +254,17 @@ def test_panel_and_preferences_draw_in_every_state(addon, monkey) -> None:
     calls.clear()
     addon.preferences.SpecMeshPreferences.draw(_WithLayout(prefs, calls), bpy.context)
     assert ("operator", "specmesh.install_backend") in calls
+
+
+def test_generation_is_one_undo_step(addon, monkey) -> None:
+    # Headless bpy pushes no undo step for operators called from Python (the UI does, for
+    # bl_options UNDO), so push around the call the way Blender's operator wrapper would.
+    _settings(max_faces=5)
+    bpy.ops.ed.undo_push(message="before")
+    assert bpy.ops.specmesh.generate() == {"FINISHED"}
+    bpy.ops.ed.undo_push(message="Generate Artist Mesh")
+    bpy.ops.ed.undo()
+    assert "Suzanne_retopo" not in bpy.data.objects and "Suzanne" in bpy.data.objects
+    bpy.ops.ed.redo()
+    assert len(bpy.data.objects["Suzanne_retopo"].data.polygons) > 0
+    assert "UNDO" in addon.operators.SPECMESH_OT_generate.bl_options
