@@ -145,9 +145,8 @@ class SpeculativeDecoder:
 
     # --- drafting -------------------------------------------------------------------------
     def _draft(self, length: int) -> Draft:
-        root = self.masks(self.state)
-        if length <= 0:
-            return Draft([], root.unsqueeze(0), None)
+        if length <= 0:  # at the token limit: a plain AR step
+            return Draft([], self.masks(self.state).unsqueeze(0), None)
         assert self.hidden is not None, "prefill() first"
         head_logits = self.heads.draft(self.hidden, self.prepared, num_heads=length)[0]  # [L, V]
         if self.draft_mode == "is":
