@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from backend.model.config import HEAD_TYPES
+from backend.model.io import save_model
 from backend.training import checkpoint as ckpt
 from backend.training.distill import CHECKPOINT, Distiller, DistillOptions
 from backend.training.runtime import runtime, stop_on_signals
@@ -63,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     options = resolve(args)
     out = Path(args.out)
+    export = Path(args.export or out / "model")
+    if export.resolve() == Path(options.model).resolve():
+        # A resumed run re-reads --model; overwriting it would apply the LoRA twice.
+        raise ValueError("--export must differ from --model")
     if not args.resume and (out / CHECKPOINT).exists():
         raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     with runtime(args.device) as rt, stop_on_signals() as stop:
@@ -72,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
     if result is None:
         print(f"stopped; continue with: specmesh distill ... --out {out} --resume")
         return 0
-    from backend.model.io import save_model
-    export = Path(args.export or out / "model")
     save_model(export, *result)
     print(f"exported {export}")
     return 0

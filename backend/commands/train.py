@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from backend.model.config import ModelConfig, load_preset
+from backend.model.io import save_model
 from backend.training import checkpoint as ckpt
 from backend.training.pretrain import CHECKPOINT, TrainOptions, train
 from backend.training.runtime import runtime, stop_on_signals
@@ -87,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
             out.mkdir(parents=True, exist_ok=True)
             config.save(out / "config.json")
         model = train(options, config, out, rt, stop, resume=args.resume)
-        if args.export and rt.main:
-            from backend.model.io import save_model
+        if rt.main and ckpt.read_state(out / CHECKPOINT)["step"] < options.steps:
+            print(f"stopped early; continue with the same command plus --resume (run: {out})")
+        elif rt.main and args.export:
             save_model(args.export, model)
             print(f"exported {args.export}")
     return 0
