@@ -174,10 +174,7 @@ class Distiller:
         model.config = self.config
         self.model = model.requires_grad_(False)
         self.peft: PeftModel | None = None
-        with rt.autocast():
-            self.labels = make_labels(model, MeshDataset(options.data), out_dir / "labels",
-                                      options.labels_count, options.label_batch,
-                                      options.label_max_tokens or config.max_seq_len, options.seed)
+        self.labels: Labels | None = None
         torch.manual_seed(options.seed)
         self.heads = build_heads(self.config, lm_head=model.lm_head).to(rt.device)
         self.state = StageState()
@@ -223,6 +220,12 @@ class Distiller:
     def run(self) -> tuple[MeshTransformer, DraftHeads] | None:
         """Runs the remaining stages; None when stopped early (a checkpoint was written)."""
         o = self.options
+        with self.rt.autocast():
+            self.labels = make_labels(self.model, MeshDataset(o.data), self.out_dir / "labels", o.labels_count,
+                                      o.label_batch, o.label_max_tokens or self.config.max_seq_len, o.seed,
+                                      stop=self.stop)
+        if self.labels is None:
+            return None
         if self.state.stage == 1:
             if not self._stage(o.stage1_steps, o.stage1_lr, train_backbone=False):
                 return None

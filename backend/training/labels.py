@@ -4,6 +4,7 @@ never regenerates a finished chunk."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,14 +59,17 @@ def _load_chunk(path: Path) -> Labels:
 
 
 def make_labels(model: MeshTransformer, meshes, directory: Path, count: int, batch: int,
-                max_tokens: int, seed: int, show: bool = True) -> Labels:
-    """Generate (or reuse) `count` labels in chunks of `batch` under `directory`."""
+                max_tokens: int, seed: int, stop: threading.Event | None = None) -> Labels | None:
+    """Generate (or reuse) `count` labels in chunks of `batch` under `directory`; None when
+    `stop` is set first (finished chunks are kept)."""
     if count < 1 or batch < 1:
         raise ValueError(f"labels count and batch must be positive, got {count} and {batch}")
     directory.mkdir(parents=True, exist_ok=True)
     n_points = model.config.n_points
     chunks = []
-    for c, first in enumerate(tqdm(range(0, count, batch), desc="labels", disable=not show)):
+    for c, first in enumerate(tqdm(range(0, count, batch), desc="labels")):
+        if stop is not None and stop.is_set():
+            return None
         path = directory / f"chunk-{c:05d}.npz"
         size = min(batch, count - first)
         if not path.exists():
