@@ -167,6 +167,7 @@ def run_bench(
     ablation: list[tuple[str, Generator]] = (),
     log: Log = lambda line: print(line, file=sys.stderr),
 ) -> dict:
+    load_before = _load_average()
     inputs = prepare(cases, base.seed)
     table = sweep_configs(generator, base, sweeps, quick)
     # Ablation rows: speculative when the model has heads, else AR (Table 3's row A).
@@ -181,7 +182,9 @@ def run_bench(
     rows = {name: [{**fields, **next(results)} for fields, _ in entries] for name, entries in table.items()}
 
     ar = rows["main"][0]
-    report: dict = {"hardware": hardware(generator), "model": generator.info, "inputs": [p.name for p in inputs],
+    # Other processes on the machine skew timings; the load average says how busy it was.
+    machine = {**hardware(generator), "load_average_before": load_before, "load_average_after": _load_average()}
+    report: dict = {"hardware": machine, "model": generator.info, "inputs": [p.name for p in inputs],
                     "base_options": dataclasses.asdict(base), "quick": quick, "model_heads": model_heads(generator),
                     "ar": with_speedup(ar, ar)}
     if len(rows["main"]) > 1:
@@ -204,6 +207,14 @@ def hardware(generator: Generator) -> dict:
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def _load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _cpu_model() -> str:
@@ -273,7 +284,8 @@ def markdown(report: dict) -> str:
     lines = [
         "# Benchmark: autoregressive vs speculative decoding", "",
         f"Hardware: {device} (device `{hw['device']}`, torch {hw['torch']}). Model: `{report['model'].get('name', '?')}`, "
-        f"{report['model_heads']} heads. {len(report['inputs'])} inputs, batch 1, seed {base['seed']}, "
+        f"{report['model_heads']} heads. Load average before/after: {hw.get('load_average_before')} / "
+        f"{hw.get('load_average_after')}. {len(report['inputs'])} inputs, batch 1, seed {base['seed']}, "
         f"max {base['max_faces']} faces, temperature {base['temperature']}{', greedy' if base['greedy'] else ''}, "
         f"verify `{base['verify']}`; warm-up excluded. Speed: totals over inputs; CD/HD: medians vs the input "
         f"(normalized to [-0.95, 0.95]). Speedup = tokens/s over AR's; wall speedup = AR seconds / seconds.", "",

@@ -32,7 +32,7 @@ def test_bench_quick_writes_json_plots_and_table(tmp_path, tiny_model_dir, input
     assert code == 0
     report = json.loads((out / "bench.json").read_text())
     assert len(report["inputs"]) == 2
-    assert {"cpu", "torch_threads", "torch", "device"} <= set(report["hardware"])
+    assert {"cpu", "torch_threads", "torch", "device", "load_average_before"} <= set(report["hardware"])
     for result in [report["ar"], report["speculative"], *report["delta"], *report["heads"], *report["draft"]]:
         assert SPEED_FIELDS <= set(result)
         assert len(result["inputs"]) == 2 and result["forward_passes"] > 0
