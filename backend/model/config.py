@@ -30,6 +30,7 @@ class ModelConfig:
     vocab_size: int = 5122  # backend.tokenizer.vocab.VOCAB_SIZE
     dropout: float = 0.0
     tie_embeddings: bool = False  # share the token embedding with the LM head
+    factorized_vocab: bool = False  # tied embedding built from class + coordinate-digit parts
     spec_heads: int = 4    # D drafting heads
     head_type: str = "ca"  # "ca" (XSpecMesh cross-attention) | "mlp" (Medusa-style ablation)
     head_d_ff: int = 512   # FFN width inside each cross-attention drafting head

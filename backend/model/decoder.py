@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from backend.model.config import ModelConfig
 from backend.model.encoder import PointEncoder
 from backend.model.layers import MLP, CrossAttention, SelfAttention, causal_mask, init_weights
+from backend.model.vocab_embedding import FactorizedVocab
 
 
 @dataclass
@@ -56,14 +57,20 @@ class MeshTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = PointEncoder(config)
-        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
         self.pos_emb = nn.Embedding(config.max_seq_len, config.d_model)
         self.emb_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(DecoderBlock(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.factorized_vocab:  # one module is both the embedding and the tied LM head
+            self.tok_emb: nn.Module = FactorizedVocab(config.d_model)
+            self.lm_head: nn.Module = self.tok_emb
+        else:
+            self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+            self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         init_weights(self, config.n_layers)
-        if config.tie_embeddings:
+        if config.factorized_vocab:
+            self.tok_emb.reset_parameters()
+        elif config.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
 
     def encode_points(self, points: Tensor, normals: Tensor) -> Tensor:
