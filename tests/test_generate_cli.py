@@ -52,7 +52,7 @@ def test_generate_mesh_file_via_subprocess(tmp_path, tiny_model_dir, input_mesh)
     path, mesh = input_mesh
     out, stats = tmp_path / "out.obj", tmp_path / "stats.json"
     proc = _run_cli("generate", str(path), "-o", str(out), "--model", str(tiny_model_dir), "--device", "cpu",
-                    "--max-faces", "12", "--seed", "1", "--stats-json", str(stats))
+                    "--max-faces", "12", "--seed", "1", "--threads", "1", "--stats-json", str(stats))
     assert proc.returncode == 0, proc.stderr
     result = trimesh.load(out, process=False)
     data = json.loads(stats.read_text())
@@ -109,6 +109,7 @@ def test_same_seed_same_mesh(tmp_path, tiny_model_dir, input_mesh):
         (["cloud.npy", "-o", "x.stl"], "output must end in"),
         (["cloud.npy", "-o", "x.obj", "--delta", "1.5"], "delta"),
         (["cloud.npy", "-o", "x.obj", "--max-faces", "0"], "max_faces"),
+        (["cloud.npy", "-o", "x.obj", "--threads", "0"], "--threads"),
     ],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, capsys, monkeypatch, args, message):

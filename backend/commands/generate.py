@@ -29,6 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", help="model directory (default: $SPECMESH_MODEL_DIR or models/default)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's choice). Batch-1 decoding runs many tiny ops; "
+                        "on a busy CPU, 1 thread avoids waiting on preempted workers and is often fastest")
 
 
 def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,8 +61,14 @@ def options_from_args(args: argparse.Namespace):
 
 
 def load_generator(args: argparse.Namespace):
+    import torch
+
     from backend.decoding.pipeline import Generator
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     return Generator.load(args.model, device=args.device)
 
 
