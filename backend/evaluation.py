@@ -100,7 +100,8 @@ def evaluate_case(generator: Generator, case: Case, options: GenerateOptions) ->
     model = measure(case.mesh, output, floor, options.seed)
     model.update(valid=bool(model["valid"] and result.stats.get("valid", True)),
                  seconds=result.stats.get("seconds"), tokens=result.stats.get("tokens"),
-                 scr=result.stats.get("scr"), stop_reason=result.stats.get("stop_reason"))
+                 scr=result.stats.get("scr"), stop_reason=result.stats.get("stop_reason"),
+                 degenerate_dropped=result.stats.get("degenerate_dropped"))
     baseline = measure(case.mesh, decimate(case.mesh, max(len(output.faces), 1)), floor, options.seed)
     return {"name": case.name, "input_faces": int(len(case.mesh.faces)), "noise_floor": floor,
             "model": model, "decimation": baseline, "winner": _winner(model, baseline)}

@@ -35,7 +35,7 @@ def test_eval_inputs_dir_reports_model_and_baseline(tmp_path, tiny_model_dir, in
     assert [c["name"] for c in report["cases"]] == ["a_sphere.obj", "b_box.ply"]
     for case in report["cases"]:
         assert FIELDS <= set(case["model"]) and FIELDS <= set(case["decimation"])
-        assert {"seconds", "tokens", "scr"} <= set(case["model"])
+        assert {"seconds", "tokens", "scr", "stop_reason", "degenerate_dropped"} <= set(case["model"])
         assert case["noise_floor"] > 0 and case["winner"] in {"model", "decimation", "tie"}
         assert 0 < case["model"]["faces"] <= 10
         # The baseline is decimated to the model's face count (the box has only 12 to begin with).
