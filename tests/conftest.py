@@ -33,3 +33,13 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny_model")
     save_model(out, model, heads)
     return out
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16-mesh procedural training set in the real shard format."""
+    from backend.data.dataset import build
+
+    out = tmp_path_factory.mktemp("data")
+    build(16, 0, out, workers=1, progress=False)
+    return out

@@ -10,15 +10,6 @@ from backend.tokenizer.grammar import GrammarState
 from backend.tokenizer.vocab import EOS
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Token-by-token decoding of a tiny model is latency bound: one thread avoids contention on CI.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model(tiny_model_dir):
     # float64 so that batched and single-sequence logits agree far beyond any argmax tie

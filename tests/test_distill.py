@@ -6,11 +6,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import pytest
 import torch
 
 from backend.cli import main
-from backend.data.dataset import build
 from backend.model.heads import MLPHeads
 from backend.model.io import load_model
 from backend.tokenizer.vocab import PAD_LABEL
@@ -18,21 +16,6 @@ from backend.training.distill import Distiller, DistillOptions, head_targets
 from backend.training.runtime import Runtime
 
 CPU = Runtime(torch.device("cpu"))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data")
-    build(8, 0, out, workers=1, progress=False)
-    return out
 
 
 def options(model: Path, data: Path, **changes) -> DistillOptions:

@@ -2,7 +2,6 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 
 from backend.decoding.pipeline import (DoneEvent, FacesEvent, GenerateOptions, Generator, ProgressEvent,
                                        resolve_model_dir)
@@ -12,14 +11,6 @@ from backend.tokenizer.bpt import decode
 
 STATS = {"tokens", "faces", "forward_passes", "seconds", "tokens_per_second", "time_to_first_face", "valid",
          "scr", "stop_reason"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

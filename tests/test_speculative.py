@@ -17,15 +17,6 @@ from backend.tokenizer.vocab import BOS, EOS
 GREEDY = SamplingConfig(greedy=True)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Batch-1 decoding of a tiny model is latency bound: one thread avoids contention on CI.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     # float64: the verify pass (T tokens) and AR steps (1 token) then agree far beyond any argmax tie

@@ -23,22 +23,6 @@ from backend.training.runtime import Runtime
 CPU = Runtime(torch.device("cpu"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # On a shared 2-core machine one thread is several times faster than two fighting for it.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data")
-    build(16, 0, out, workers=1, progress=False)
-    return out
-
-
 def options(data: Path, **changes) -> TrainOptions:
     base = dict(data=str(data), steps=6, batch_size=4, warmup=2, workers=0, log_every=1, val_every=3,
                 checkpoint_minutes=0)
