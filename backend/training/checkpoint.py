@@ -27,15 +27,10 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], state: d
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    state = read_state(path)
     with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        if STATE_KEY not in meta:
-            raise ValueError(f"{path} is not a specmesh training checkpoint")
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return tensors, json.loads(meta[STATE_KEY])
+    return tensors, state
 
 
 def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
