@@ -5,6 +5,7 @@ import pytest
 
 from backend.decoding.pipeline import (DoneEvent, FacesEvent, GenerateOptions, Generator, ProgressEvent,
                                        resolve_model_dir)
+from backend.generation import generate
 from backend.mesh.normalize import Normalization
 from backend.mesh.quantize import quantize_coords
 from backend.tokenizer.bpt import decode
@@ -22,6 +23,11 @@ def sphere_cloud(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     normals = np.random.default_rng(seed).normal(size=(n, 3))
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
     return normals * 0.8, normals
+
+
+def drain(generator: Generator, points, normals, options):
+    result = generate(generator, points, normals, options)
+    return result.vertices, result.faces, result.stats
 
 
 def collect(generator: Generator, points, normals, options, cancel=None):
@@ -81,9 +87,9 @@ def test_stream_is_consistent_with_the_token_sequence(generator, mode):
 def test_vertices_come_back_in_the_callers_frame(generator):
     points, normals = sphere_cloud(seed=2)
     options = GenerateOptions(mode="ar", greedy=True, max_faces=15)
-    v1, f1, _ = generator.generate(points, normals, options)
+    v1, f1, _ = drain(generator, points, normals, options)
     moved = points * 10.0 + np.array([5.0, -3.0, 100.0])
-    v2, f2, _ = generator.generate(moved, normals, options)
+    v2, f2, _ = drain(generator, moved, normals, options)
     assert len(f1) > 0 and np.array_equal(f1, f2)
     assert np.allclose(v2, v1 * 10.0 + np.array([5.0, -3.0, 100.0]), atol=1e-9)
     # The quantization grid spans [-1, 1] after BPT's normalization of the input.
@@ -93,7 +99,7 @@ def test_vertices_come_back_in_the_callers_frame(generator):
 
 def test_missing_normals_are_estimated(generator):
     points, _ = sphere_cloud(seed=3)
-    _, faces, stats = generator.generate(points, None, GenerateOptions(mode="ar", max_faces=5))
+    _, faces, stats = drain(generator, points, None, GenerateOptions(mode="ar", max_faces=5))
     assert stats["tokens"] > 0 and len(faces) == stats["faces"]
 
 
@@ -109,15 +115,15 @@ def test_cancel_stops_with_cancelled(generator):
 def test_falls_back_to_ar_without_heads(generator):
     plain = Generator(generator.model, None, generator.config)
     points, normals = sphere_cloud()
-    _, _, stats = plain.generate(points, normals, GenerateOptions(mode="speculative", max_faces=5))
+    _, _, stats = drain(plain, points, normals, GenerateOptions(mode="speculative", max_faces=5))
     assert stats["mode"] == "ar" and stats["scr"] == 1.0
     assert plain.info["heads"] == 0 and generator.info["heads"] == generator.config.spec_heads
 
 
 def test_speculative_greedy_output_equals_ar_greedy(generator):
     points, normals = sphere_cloud(seed=4)
-    ar = generator.generate(points, normals, GenerateOptions(mode="ar", greedy=True, max_faces=20))
-    spec = generator.generate(points, normals, GenerateOptions(mode="speculative", greedy=True, max_faces=20,
+    ar = drain(generator, points, normals, GenerateOptions(mode="ar", greedy=True, max_faces=20))
+    spec = drain(generator, points, normals, GenerateOptions(mode="speculative", greedy=True, max_faces=20,
                                                                heads=9))  # clamped to the trained 4
     assert np.array_equal(ar[1], spec[1])
     assert np.allclose(ar[0], spec[0])

@@ -265,18 +265,6 @@ class Generator:
         }
         yield DoneEvent(stats, np.asarray(tokens, np.int64))
 
-    def generate(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
-                 cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Drain `stream`: (vertices float64 (n, 3), faces int64 (m, 3), stats)."""
-        vertices, faces, stats = [np.zeros((0, 3))], [np.zeros((0, 3), np.int64)], {}
-        for event in self.stream(points, normals, options, cancel):
-            if isinstance(event, FacesEvent):
-                vertices.append(event.vertices)
-                faces.append(event.faces)
-            elif isinstance(event, DoneEvent):
-                stats = event.stats
-        return np.concatenate(vertices), np.concatenate(faces), stats
-
     def _speculative(self, options: GenerateOptions) -> bool:
         return options.mode == "speculative" and self.heads is not None
 
