@@ -1,6 +1,7 @@
 """The `specmesh` command. Each verb lives in `backend/commands/<verb>.py` and exposes
-`add_parser(subparsers)` (which sets `func` via `set_defaults`). Verbs are imported lazily so
-that `specmesh tokenize` does not pay for importing torch."""
+`configure(parser)`, which adds its arguments and sets `func` via `set_defaults`; the one-line
+help of every verb lives here only. Verbs are imported lazily so that `specmesh tokenize` does
+not pay for importing torch."""
 
 from __future__ import annotations
 
@@ -29,11 +30,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     # Only the requested verb's module is imported; the others are listed by their help line.
     wanted = next((a for a in argv if a in VERBS), None)
     for verb, help_text in VERBS.items():
+        p = sub.add_parser(verb, help=help_text, description=help_text)
         if verb == wanted:
-            module = importlib.import_module(f"backend.commands.{verb}")
-            module.add_parser(sub)
-        else:
-            sub.add_parser(verb, help=help_text)
+            importlib.import_module(f"backend.commands.{verb}").configure(p)
     return parser
 
 

@@ -12,15 +12,11 @@ from backend.commands.generate import add_decoding_arguments, add_model_argument
 QUICK_INPUTS = 2
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "bench",
-        help="Benchmark autoregressive against speculative decoding.",
-        description="AR and speculative decoding on the same inputs and seeds, batch 1, warm-up "
-        "excluded: SCR, ms per forward pass, tokens/s, speedup, time to first face, Chamfer/"
-        "Hausdorff vs the input, validity; sweeps of δ, heads D and the draft sampler. The "
-        "decoding options set the speculative configuration the other sweeps hold fixed.",
-    )
+def configure(p: argparse.ArgumentParser) -> None:
+    p.description = ("AR and speculative decoding on the same inputs and seeds, batch 1, warm-up "
+                     "excluded: SCR, ms per forward pass, tokens/s, speedup, time to first face, Chamfer/"
+                     "Hausdorff vs the input, validity; sweeps of δ, heads D and the draft sampler. The "
+                     "decoding options set the speculative configuration the other sweeps hold fixed.")
     add_input_arguments(p)
     p.add_argument("--out", metavar="DIR", required=True, help="writes bench.json, results.md and PNG plots here")
     p.add_argument("--sweeps", default="delta,heads,draft",

@@ -6,8 +6,7 @@ import argparse
 import time
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("data", help="Build or preview the procedural artist-mesh dataset.")
+def configure(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     b = sub.add_parser("build", help="Generate, tokenize and write a sharded dataset.")
     b.add_argument("--count", type=int, required=True, help="number of meshes")

@@ -19,10 +19,8 @@ from backend.training.runtime import runtime, stop_on_signals
 TUNABLE = {"data", "checkpoint_minutes", "log_every", "stage1_steps", "stage2_steps"}
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("distill", help="Distill XSpecMesh decoding heads (stage 1) and LoRA (stage 2).",
-                              description="Labels are the backbone's own generations on the dataset's "
-                                          "point clouds (cached under OUT/labels).")
+def configure(p: argparse.ArgumentParser) -> None:
+    p.description = "Labels are the backbone's own generations on the dataset's point clouds (cached under OUT/labels)."
     d = DistillOptions(model="", data="")
     p.add_argument("--model", required=True, help="trained model directory (config.json + model.safetensors)")
     p.add_argument("--data", required=True, help="dataset directory whose meshes give the conditions")

@@ -9,14 +9,10 @@ from pathlib import Path
 from backend.commands.generate import add_decoding_arguments, add_model_arguments
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "eval",
-        help="Generate from held-out inputs and measure quality against a decimation baseline.",
-        description="For each input mesh: generate, then Chamfer/Hausdorff against the input, the "
-        "noise-floor ratio, face count, validity and time, beside quadric decimation of the input "
-        "to the same face count.",
-    )
+def configure(p: argparse.ArgumentParser) -> None:
+    p.description = ("For each input mesh: generate, then Chamfer/Hausdorff against the input, the "
+                     "noise-floor ratio, face count, validity and time, beside quadric decimation of the input "
+                     "to the same face count.")
     add_input_arguments(p)
     p.add_argument("--out", metavar="FILE.json", required=True, help="report file")
     add_model_arguments(p)

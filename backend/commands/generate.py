@@ -11,13 +11,9 @@ from pathlib import Path
 OUTPUT_FORMATS = (".obj", ".ply", ".glb")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "generate",
-        help="Turn a mesh or point cloud into an artist-style low-poly mesh.",
-        description="IN is a mesh file (any format trimesh reads) or a point cloud (.ply, or .npy "
-        "of shape (N,3) or (N,6) with normals). The output keeps the input's frame and scale.",
-    )
+def configure(p: argparse.ArgumentParser) -> None:
+    p.description = ("IN is a mesh file (any format trimesh reads) or a point cloud (.ply, or .npy "
+                     "of shape (N,3) or (N,6) with normals). The output keeps the input's frame and scale.")
     p.add_argument("input", metavar="IN", help="mesh file or point cloud (.ply/.npy)")
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="output mesh: .obj, .ply or .glb")
     p.add_argument("--stats-json", metavar="FILE", help="write generation stats as JSON ('-' for stdout)")

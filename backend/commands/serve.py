@@ -7,8 +7,7 @@ import os
 import sys
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("serve", help="Run the JSON Lines backend for the Blender add-on (stdin/stdout).")
+def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="model directory (default: $SPECMESH_MODEL_DIR or the shipped models/default)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

@@ -11,14 +11,10 @@ from pathlib import Path
 COLUMNS = ("vertices", "faces", "quantized_faces", "tokens", "tokens_per_face", "roundtrip_exact", "seconds")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "tokenize",
-        help="Encode meshes as BPT tokens and check the round trip.",
-        description="Normalize, quantize (7 bits) and BPT-encode each mesh file, decode the tokens "
-        "again and compare with the quantized faces. A file that fails is reported and the others "
-        "still run; the exit status is non-zero if any failed.",
-    )
+def configure(p: argparse.ArgumentParser) -> None:
+    p.description = ("Normalize, quantize (7 bits) and BPT-encode each mesh file, decode the tokens "
+                     "again and compare with the quantized faces. A file that fails is reported and the others "
+                     "still run; the exit status is non-zero if any failed.")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="mesh files (obj, ply, stl, glb, off, ...)")
     p.add_argument("--json", action="store_true", help="one JSON object per file per line instead of a table")
     p.set_defaults(func=run)

@@ -18,10 +18,8 @@ from backend.training.runtime import runtime, stop_on_signals
 TUNABLE = {"data", "val_data", "checkpoint_minutes", "workers", "log_every"}
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="Train the backbone on a dataset.",
-                              description="Pre-train the mesh transformer. Launch with torchrun "
-                                          "for several GPUs/processes; nothing else changes.")
+def configure(p: argparse.ArgumentParser) -> None:
+    p.description = "Pre-train the mesh transformer. Launch with torchrun for several GPUs/processes; nothing else changes."
     p.add_argument("--data", required=True, help="dataset directory (specmesh data build)")
     p.add_argument("--config", help="model preset name or config JSON path (default: the default preset)")
     p.add_argument("--out", required=True, help="run directory: checkpoint, metrics.jsonl, config.json")
