@@ -140,9 +140,11 @@ def checkpoint_tensors(model: nn.Module, optimizer: torch.optim.Optimizer) -> tu
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # the worker tokenizes; leave the cores to the model
-    # Ctrl-C reaches the whole process group; the main process checkpoints and then ends the
-    # worker, which must keep serving batches until then.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C reaches the whole process group and `pkill -f` matches the worker's command line
+    # too; the main process checkpoints and then ends the worker (which also exits on its own
+    # when the main process dies), so the worker must keep serving batches until then.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def train(options: TrainOptions, config: ModelConfig, out_dir: Path, rt: Runtime,
