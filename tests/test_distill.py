@@ -12,7 +12,11 @@ from backend.cli import main
 from backend.model.heads import MLPHeads
 from backend.model.io import load_model
 from backend.tokenizer.vocab import PAD_LABEL
-from backend.training.distill import Distiller, DistillOptions, head_targets
+from backend.data.dataset import MeshDataset
+from backend.training.batches import collate
+from backend.training.distill import (Distiller, DistillOptions, FrozenFeatures, LabelExamples, head_targets,
+                                     sample_positions)
+from backend.training.labels import make_labels
 from backend.training.runtime import Runtime
 
 CPU = Runtime(torch.device("cpu"))
@@ -83,3 +87,28 @@ def test_distill_command_exports_loadable_model(tiny_model_dir: Path, dataset: P
     model, heads, config = load_model(export)
     assert isinstance(heads, MLPHeads) and heads.num_heads == 2 and config.spec_heads == 2
     assert main(argv[:-2] + ["--resume"]) == 0  # a finished run resumes straight to the export
+
+
+def test_sampled_positions_are_distinct_and_valid_first() -> None:
+    valid = torch.zeros(2, 10, dtype=torch.bool)
+    valid[0, :8], valid[1, :2] = True, True
+    positions = sample_positions(valid, 4, torch.Generator().manual_seed(0))
+    assert positions.shape == (2, 4)
+    assert all(len(set(row.tolist())) == 4 for row in positions)
+    assert valid[0, positions[0]].all()  # enough valid positions: only those are drawn
+    assert set(positions[1].tolist()) >= {0, 1}  # too few: all valid ones, padded by ignored ones
+    assert sample_positions(valid, 0, torch.Generator()).tolist() == [list(range(10))] * 2
+
+
+def test_frozen_features_match_a_teacher_forced_forward(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    run = Distiller(options(tiny_model_dir, dataset), tmp_path, CPU, threading.Event())
+    labels = make_labels(run.model, MeshDataset(str(dataset)), tmp_path / "labels", 3, 3, 40, 0)
+    examples = LabelExamples(labels, run.config.max_seq_len)
+    features = FrozenFeatures.compute(run.model, examples, 2, torch.device("cpu"))
+    item = examples[(0, 2)]
+    batch = collate([item])
+    with torch.no_grad():
+        _, hidden = run.model(batch["inputs"], run.model.encode_points(batch["points"], batch["normals"]))
+    torch.testing.assert_close(features.hidden[2], hidden[0], atol=1e-5, rtol=1e-5)
+    padded = features.batch([0, 2])
+    assert padded["hidden"].shape[:2] == padded["labels"].shape and padded["latents"].shape[0] == 2

@@ -31,6 +31,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stage1-steps", type=int, help=f"head-only steps (default {d.stage1_steps})")
     p.add_argument("--stage2-steps", type=int, help=f"LoRA + heads steps (default {d.stage2_steps})")
     p.add_argument("--batch-size", type=int, help=f"sequences per step (default {d.batch_size})")
+    p.add_argument("--head-positions", type=int,
+                   help=f"positions per sequence in the head loss, 0 = all (default {d.head_positions})")
     p.add_argument("--heads", type=int, help="number of drafting heads D (default: the model config's)")
     p.add_argument("--head-type", choices=HEAD_TYPES, help="ca (XSpecMesh) or mlp (Medusa-style ablation)")
     p.add_argument("--no-lora", dest="lora", action="store_const", const=False, help="skip stage 2")

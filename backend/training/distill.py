@@ -1,7 +1,10 @@
 """XSpecMesh distillation of the drafting heads (XSpecMesh §3.3).
 
 Stage 1: backbone frozen, heads trained on the backbone's own generations with
-`sum_d 0.8^d CE_d`. Stage 2 (optional): LoRA on the decoder's linear layers (peft) trained
+`sum_d 0.8^d CE_d`. The frozen backbone's hidden states on the labels are computed once, so a
+stage-1 step costs only the heads. Both stages evaluate the head loss at `head_positions`
+random positions per sequence instead of all of them: the [B, T, D, V] head logits are what
+make a step expensive, and neighbouring positions of one sequence teach the heads much the same. Stage 2 (optional): LoRA on the decoder's linear layers (peft) trained
 jointly with the heads on `lambda * L_backbone + L_heads`; the LoRA is then merged so the
 exported model is a plain MeshTransformer. Checkpoints resume exactly within either stage."""
 
@@ -59,6 +62,7 @@ class DistillOptions:
     lora_rank: int = 16
     lora_alpha: int = 32
     backbone_weight: float = 50.0         # lambda in lambda * L_backbone + L_heads
+    head_positions: int = 64              # positions per sequence in the head loss (0: all)
     stage1_lr: tuple[float, float] = (5e-4, 5e-5)
     stage2_lr: tuple[float, float] = (1e-4, 1e-5)
     seed: int = 0
@@ -75,12 +79,11 @@ def head_targets(labels: Tensor, n: int) -> Tensor:
     return targets
 
 
-def heads_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, list[float]]:
-    """`sum_d 0.8^d CE_d` over heads d = 1..D, and each head's CE (for the log)."""
-    n = logits.shape[2]
-    targets = head_targets(labels, n)
+def heads_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, list[float]]:
+    """`sum_d 0.8^d CE_d` over heads d = 1..D for logits [B, K, D, V] and targets [B, K, D], and
+    each head's CE (for the log)."""
     total, per_head = logits.new_zeros((), dtype=torch.float32), []
-    for d in range(n):
+    for d in range(logits.shape[2]):
         valid = (targets[:, :, d] != PAD_LABEL).sum().clamp(min=1)
         ce = F.cross_entropy(logits[:, :, d].float().flatten(0, 1), targets[:, :, d].flatten(),
                              ignore_index=PAD_LABEL, reduction="sum") / valid
@@ -89,27 +92,85 @@ def heads_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, list[float]]:
     return total, per_head
 
 
+def sample_positions(valid: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    """[B, T] bool -> [B, K] distinct positions per row, uniformly among the valid ones (a row with
+    fewer than K valid positions takes them all plus invalid ones, whose targets are ignored).
+    k == 0 or k >= T: every position."""
+    b, t = valid.shape
+    if k == 0 or k >= t:
+        return torch.arange(t, device=valid.device).expand(b, t)
+    scores = torch.rand(b, t, generator=generator).to(valid.device).masked_fill(~valid, -1.0)
+    return scores.topk(k, dim=1).indices
+
+
+def head_loss_at_positions(heads: DraftHeads, hidden: Tensor, latents: Tensor, labels: Tensor, k: int,
+                           generator: torch.Generator) -> tuple[Tensor, list[float]]:
+    """The heads' loss on backbone hidden states [B, T, d] at `k` sampled positions per row."""
+    targets = head_targets(labels, heads.num_heads)  # [B, T, D]
+    index = sample_positions(targets[:, :, 0] != PAD_LABEL, k, generator)[:, :, None]
+    hidden = hidden.gather(1, index.expand(-1, -1, hidden.shape[-1]))
+    targets = targets.gather(1, index.expand(-1, -1, targets.shape[-1]))
+    return heads_loss(heads(hidden, latents), targets)
+
+
 class DistillNet(nn.Module):
-    """Backbone + heads on a teacher-forced batch. With `train_backbone` False the backbone
-    runs without autograd (stage 1)."""
+    """Stage 2 on a teacher-forced batch: LoRA backbone and heads, `lambda * L_backbone + L_heads`."""
 
     def __init__(self, model: MeshTransformer, heads: DraftHeads, backbone_weight: float,
-                 train_backbone: bool) -> None:
+                 head_positions: int) -> None:
         super().__init__()
         self.model, self.heads = model, heads
-        self.backbone_weight = backbone_weight
-        self.train_backbone = train_backbone
+        self.backbone_weight, self.head_positions = backbone_weight, head_positions
 
-    def forward(self, inputs: Tensor, labels: Tensor, points: Tensor, normals: Tensor
-                ) -> tuple[Tensor, float, list[float]]:
-        with torch.set_grad_enabled(self.train_backbone and torch.is_grad_enabled()):
-            latents = self.model.encode_points(points, normals)
-            logits, hidden = self.model(inputs, latents)
-        loss, per_head = heads_loss(self.heads(hidden, latents), labels)
+    def forward(self, inputs: Tensor, labels: Tensor, points: Tensor, normals: Tensor,
+                generator: torch.Generator) -> tuple[Tensor, float, list[float]]:
+        latents = self.model.encode_points(points, normals)
+        logits, hidden = self.model(inputs, latents)
+        loss, per_head = head_loss_at_positions(self.heads, hidden, latents, labels, self.head_positions,
+                                                generator)
         backbone = lm_loss(logits, labels)
-        if self.train_backbone:
-            loss = loss + self.backbone_weight * backbone
-        return loss, backbone.item(), per_head
+        return loss + self.backbone_weight * backbone, backbone.item(), per_head
+
+
+@dataclass
+class FrozenFeatures:
+    """What stage 1 reads from the frozen backbone, computed once: per label its final hidden
+    states [T_i, d] and point latents [L, d], and the backbone's CE on its own labels."""
+    hidden: list[Tensor]
+    latents: Tensor
+    labels: list[Tensor]
+    backbone_loss: float
+
+    @classmethod
+    @torch.no_grad()
+    def compute(cls, model: MeshTransformer, examples: Dataset, batch: int, device: torch.device) -> "FrozenFeatures":
+        hidden, latents, labels = [], [], []
+        total, count = 0.0, 0
+        keys = [(0, i) for i in range(len(examples))]
+        for start in tqdm(range(0, len(keys), batch), desc="backbone features", leave=False):
+            items = [examples[key] for key in keys[start:start + batch]]
+            b = to_device(collate(items), device)
+            lat = model.encode_points(b["points"], b["normals"])
+            logits, h = model(b["inputs"], lat)
+            mask = b["labels"] != PAD_LABEL
+            total += F.cross_entropy(logits[mask].float(), b["labels"][mask], reduction="sum").item()
+            count += int(mask.sum())
+            for row, item in enumerate(items):
+                n = len(item["labels"])
+                hidden.append(h[row, :n].float().cpu())
+                labels.append(b["labels"][row, :n].cpu())
+            latents.append(lat.float().cpu())
+        return cls(hidden, torch.cat(latents), labels, total / max(count, 1))
+
+    def batch(self, indices: list[int]) -> dict[str, Tensor]:
+        """Right-padded hidden [B, T, d] and labels [B, T] (PAD_LABEL), latents [B, L, d]."""
+        width = max(len(self.labels[i]) for i in indices)
+        hidden = torch.zeros(len(indices), width, self.hidden[0].shape[-1])
+        labels = torch.full((len(indices), width), PAD_LABEL, dtype=torch.long)
+        for row, i in enumerate(indices):
+            hidden[row, :len(self.labels[i])] = self.hidden[i]
+            labels[row, :len(self.labels[i])] = self.labels[i]
+        return {"hidden": hidden, "labels": labels, "latents": self.latents[indices]}
 
 
 class LabelExamples(Dataset):
@@ -251,23 +312,39 @@ class Distiller:
         optimizer = adamw(list(params.items()), lr_range[0], BETAS, weight_decay=0.0)
         if self.optimizer_meta is not None:
             ckpt.load_optimizer_state(optimizer, self.optimizer_tensors, self.optimizer_meta)
-        net = DistillNet(self.model, self.heads, self.options.backbone_weight, train_backbone)
         self.model.train(train_backbone)
         self.heads.train()
 
         o, st = self.options, self.state
+        examples = LabelExamples(self.labels, self.config.max_seq_len)
         lengths = np.array([len(t) for t in self.labels.tokens])
-        max_len = self.config.max_seq_len
         sampler = BucketBatchSampler(lengths, o.batch_size, o.seed + st.stage, start=st.position)
-        loader = DataLoader(LabelExamples(self.labels, max_len), batch_sampler=sampler, collate_fn=collate)
+        if train_backbone:
+            net = DistillNet(self.model, self.heads, o.backbone_weight, o.head_positions)
+            batches = DataLoader(examples, batch_sampler=sampler, collate_fn=collate)
+
+            def step_loss(batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, float, list[float]]:
+                return net(**batch, generator=generator)
+        else:
+            with self.rt.autocast():
+                features = FrozenFeatures.compute(self.model, examples, o.label_batch, self.rt.device)
+            batches = (features.batch([i for _, i in keys]) for keys in sampler)
+
+            def step_loss(batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, float, list[float]]:
+                loss, per_head = head_loss_at_positions(self.heads, batch["hidden"], batch["latents"],
+                                                        batch["labels"], o.head_positions, generator)
+                return loss, features.backbone_loss, per_head
+
         timer = Every(o.checkpoint_minutes * 60)
         bar = tqdm(total=steps, initial=st.step, desc=f"distill stage {st.stage}", dynamic_ncols=True)
         t0, tokens = time.time(), 0.0
-        for batch in loader if st.step < steps else ():
+        for batch in batches if st.step < steps else ():
             lr = cosine_lr(st.step, steps, lr_range[0], lr_range[1])
             batch = to_device(batch, self.rt.device)
+            # Positions are drawn from a generator seeded by the step, so a resumed run draws the same.
+            generator = torch.Generator().manual_seed(o.seed * 1_000_003 + st.stage * 100_003 + st.step)
             with self.rt.autocast():
-                loss, backbone, per_head = net(**batch)
+                loss, backbone, per_head = step_loss(batch, generator)
             update(loss, optimizer, list(params.values()), lr, GRAD_CLIP)
             loss_value = loss.item()
             st.step, st.position = st.step + 1, sampler.advance(st.position)
