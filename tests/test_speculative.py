@@ -9,6 +9,7 @@ from backend.decoding.autoregressive import stream_ar
 from backend.decoding.grammar_mask import GrammarMasks
 from backend.decoding.sampling import SamplingConfig, distribution, make_generator
 from backend.decoding.speculative import PTS_PRUNE, SpeculativeDecoder, probability_tree, stream_speculative
+from backend.decoding.tree import DraftTree, build_tree
 from backend.model.io import load_model
 from backend.tokenizer.bpt import decode
 from backend.tokenizer.grammar import GrammarState
@@ -260,3 +261,93 @@ def test_invalid_arguments(tiny):
             SpeculativeDecoder(model, heads, lat, GREEDY, 10, None, **kwargs)
     with pytest.raises(ValueError):
         next(stream_speculative(model, None, lat, GREEDY, 10, None))
+
+
+class RunnerUpHeads(OracleHeads):
+    """Like OracleHeads, but at the `wrong` positions the right token is the heads' second
+    choice (p ~ 0.27), so a token tree holds it on a side branch and must move its cache slots."""
+
+    def draft(self, hidden_last, prepared, num_heads=None):
+        logits = super().draft(hidden_last, prepared, num_heads)
+        n = len(self.decoder.tokens)
+        for i in range(num_heads):
+            if n + i in self.wrong and n + i < len(self.target):
+                logits[0, i, self.target[n + i]] = 29.0
+        return logits
+
+
+def test_tree_step_keeps_the_cache_of_a_fresh_prefill(tiny):
+    model, _ = tiny
+    lat = latents(model, 4)
+    expected = ar_tokens(model, lat, GREEDY, 40)
+    heads = RunnerUpHeads(expected, wrong={3, 4, 9, 15, 16, 17, 25})
+    decoder = SpeculativeDecoder(model, heads, lat, GREEDY, 40, make_generator(0, "cpu"), draft="tree",
+                                 pts_k=2, tree_nodes=8)
+    heads.decoder = decoder
+    moved = []
+
+    def compare_with_fresh_prefill(dec: SpeculativeDecoder) -> None:
+        pos = dec.cache.pos
+        assert pos == len(dec.tokens)
+        with torch.inference_mode():
+            fresh = model.new_cache(1, 40, lat)
+            model(torch.tensor([[BOS, *dec.tokens[:-1]]]), cache=fresh)
+        assert torch.allclose(dec.cache.k[:, :, :, :pos], fresh.k[:, :, :, :pos], atol=1e-10)
+        assert torch.allclose(dec.cache.v[:, :, :, :pos], fresh.v[:, :, :, :pos], atol=1e-10)
+        moved.append(pos)
+
+    tokens, passes = run_decoder(decoder, compare_with_fresh_prefill)
+    assert tokens == expected
+    assert len(tokens) / passes > 2.5  # the runner-up branches were accepted, not resampled
+
+
+def test_tree_attention_of_a_chain_is_the_causal_verify(tiny):
+    model, heads = tiny
+    lat = latents(model, 6)
+    tokens = torch.tensor([[BOS, 4700, 600, 700, 800, 900]])
+    chain = DraftTree([600, 700, 800, 900], [0, 1, 2, 3], torch.ones(5, 5122, dtype=torch.bool))
+    assert torch.equal(chain.attention(), torch.tril(torch.ones(5, 5, dtype=torch.bool)))
+    with torch.inference_mode():
+        causal, tree = model.new_cache(1, 10, lat), model.new_cache(1, 10, lat)
+        model(tokens[:, :1], cache=causal), model(tokens[:, :1], cache=tree)
+        expected, _ = model(tokens[:, 1:], cache=causal)
+        got, _ = model(tokens[:, 1:], cache=tree, tree=chain.attention())
+    torch.testing.assert_close(got, expected)
+
+
+def test_tree_sees_siblings_apart(tiny):
+    """Two siblings at depth 1 get the same position and do not see each other: each one's
+    logits equal those of a chain holding only that sibling."""
+    model, _ = tiny
+    lat = latents(model, 7)
+    siblings = DraftTree([600, 601, 700], [0, 0, 2], torch.ones(4, 5122, dtype=torch.bool))
+    with torch.inference_mode():
+        cache = model.new_cache(1, 10, lat)
+        model(torch.tensor([[BOS]]), cache=cache)
+        got, _ = model(torch.tensor([[4700, 600, 601, 700]]), cache=cache, tree=siblings.attention())
+        cache.pos = 1
+        alone, _ = model(torch.tensor([[4700, 601, 700]]), cache=cache)
+    torch.testing.assert_close(got[0, [0, 2, 3]], alone[0])
+
+
+@pytest.mark.parametrize("k, nodes", [(2, 4), (3, 8)])
+def test_greedy_tree_equals_ar_greedy_with_random_heads(tiny, k, nodes):
+    model, heads = tiny
+    for seed, num_heads in itertools.product(range(2), (1, 4)):
+        lat = latents(model, seed)
+        expected = ar_tokens(model, lat, GREEDY, 40)
+        passes = list(stream_speculative(model, heads, lat, GREEDY, 40, make_generator(seed, "cpu"), delta=0.5,
+                                         num_heads=num_heads, draft="tree", pts_k=k, tree_nodes=nodes))
+        assert [t for p in passes for t in p] == expected
+        assert all(1 <= len(p) <= num_heads + 1 for p in passes)
+
+
+def test_build_tree_takes_the_likeliest_nodes_parents_first(tiny):
+    logits = torch.full((2, 5122), -30.0)
+    logits[0, [4608, 4609, 4610]] = torch.tensor([2.0, 1.0, 0.0])  # patch starts (the grammar's first)
+    logits[1, [600, 601]] = torch.tensor([1.0, 0.0])               # offsets
+    tree = build_tree(logits, GrammarState(), GrammarMasks("cpu"), SamplingConfig(temperature=1.0), k=2, budget=4)
+    assert tree.tokens[:2] == [4608, 600] and tree.parents[:2] == [0, 1]
+    assert all(parent <= node for node, parent in enumerate(tree.parents))
+    assert len(tree.tokens) == 4 and tree.masks.shape == (5, 5122)
+    assert set(tree.tokens) <= {4608, 4609, 600, 601}

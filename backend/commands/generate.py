@@ -39,8 +39,11 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ar", action="store_true", help="plain autoregressive decoding (no speculation)")
     p.add_argument("--delta", type=float, default=0.5, help="acceptance threshold δ in [0, 1] (default 0.5)")
     p.add_argument("--heads", type=int, metavar="D", help="decoding heads to use (default: all the model has)")
-    p.add_argument("--draft", choices=("is", "pts"), default="is", help="independent or probability-tree drafts")
-    p.add_argument("--pts-k", type=int, default=3, metavar="K", help="top-K per head for --draft pts (default 3)")
+    p.add_argument("--draft", choices=("is", "pts", "tree"), default="is",
+                   help="independent drafts, one probability-tree path, or a verified token tree")
+    p.add_argument("--pts-k", type=int, default=3, metavar="K", help="top-K per head for pts and tree (default 3)")
+    p.add_argument("--tree-nodes", type=int, default=8, metavar="N",
+                   help="drafted tokens verified per pass with --draft tree (default 8)")
     p.add_argument("--verify", choices=("threshold", "exact"), default="threshold",
                    help="threshold: accept while p > δ (paper); exact: lossless speculative sampling")
 
@@ -51,7 +54,7 @@ def options_from_args(args: argparse.Namespace):
 
     return GenerateOptions(
         mode="ar" if args.ar else "speculative", delta=args.delta, heads=args.heads, draft=args.draft,
-        pts_k=args.pts_k, verify=args.verify, temperature=args.temperature, greedy=args.greedy,
+        pts_k=args.pts_k, tree_nodes=args.tree_nodes, verify=args.verify, temperature=args.temperature, greedy=args.greedy,
         max_faces=args.max_faces, seed=args.seed,
     )
 

@@ -43,8 +43,9 @@ class GenerateOptions:
     mode: str = "speculative"  # "ar" | "speculative" (falls back to "ar" when the model has no heads)
     delta: float = 0.5
     heads: int | None = None   # drafting heads to use; None = all the model has
-    draft: str = "is"          # "is" | "pts"
-    pts_k: int = 3
+    draft: str = "is"          # "is" | "pts" | "tree"
+    pts_k: int = 3             # K_s: candidates per head for "pts" and "tree"
+    tree_nodes: int = 8        # drafted tokens verified per pass with "tree"
     verify: str = "threshold"  # "threshold" (paper) | "exact" (lossless speculative sampling)
     temperature: float = 0.5
     top_k: int = 50
@@ -62,6 +63,10 @@ class GenerateOptions:
             raise ValueError(f"verify must be one of {VERIFY_MODES}, got {self.verify!r}")
         if not 0.0 <= self.delta <= 1.0:
             raise ValueError(f"delta must be in [0, 1], got {self.delta}")
+        if not 1 <= self.tree_nodes <= 64:
+            raise ValueError(f"tree_nodes must be in 1..64, got {self.tree_nodes}")
+        if self.draft == "tree" and self.verify != "threshold":
+            raise ValueError("draft 'tree' supports verify 'threshold' only")
         if self.heads is not None and self.heads < 1:
             raise ValueError(f"heads must be >= 1 (or None for all), got {self.heads}")
         if self.max_faces < 1:
@@ -285,4 +290,4 @@ class Generator:
             return stream_ar(self.model, latents, options.sampling(), max_tokens, generator)
         return stream_speculative(self.model, self.heads, latents, options.sampling(), max_tokens, generator,
                                   delta=options.delta, num_heads=self._num_heads(options), draft=options.draft,
-                                  pts_k=options.pts_k, verify=options.verify)
+                                  pts_k=options.pts_k, verify=options.verify, tree_nodes=options.tree_nodes)

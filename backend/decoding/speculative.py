@@ -21,7 +21,9 @@ p and q are the distributions the sampler draws from (grammar mask, temperature,
 
 Drafting ("draft"): "is" samples each head independently; "pts" builds the tree of each head's
 top-K_s tokens, prunes paths whose probability product falls below 1e-5, and samples one whole
-path by its product. Every draft is sampled under the grammar state its predecessors reach."""
+path by its product; "tree" sends the `tree_nodes` likeliest nodes of that top-K_s tree to the
+backbone at once and accepts the longest chain of it (`backend/decoding/tree.py`; threshold
+verification only). Every draft is sampled under the grammar state its predecessors reach."""
 
 from __future__ import annotations
 
@@ -34,11 +36,12 @@ from torch import Tensor, nn
 from backend.decoding.autoregressive import token_limit
 from backend.decoding.grammar_mask import GrammarMasks, clone_state
 from backend.decoding.sampling import SamplingConfig, distribution, sample
+from backend.decoding.tree import DraftTree, build_tree
 from backend.model.decoder import MeshTransformer
 from backend.tokenizer.grammar import GrammarState
 from backend.tokenizer.vocab import BOS, EOS
 
-DRAFT_MODES = ("is", "pts")
+DRAFT_MODES = ("is", "pts", "tree")
 VERIFY_MODES = ("threshold", "exact")
 PTS_PRUNE = 1e-5
 
@@ -57,7 +60,7 @@ class SpeculativeDecoder:
     def __init__(self, model: MeshTransformer, heads: nn.Module, latents: Tensor, sampling: SamplingConfig,
                  max_tokens: int, generator: torch.Generator | None, *, delta: float = 0.5,
                  num_heads: int | None = None, draft: str = "is", pts_k: int = 3,
-                 verify: str = "threshold") -> None:
+                 verify: str = "threshold", tree_nodes: int = 8) -> None:
         trained = heads.num_heads
         num_heads = trained if num_heads is None else int(num_heads)
         if not 1 <= num_heads <= trained:
@@ -68,12 +71,17 @@ class SpeculativeDecoder:
             raise ValueError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
         if not 0.0 <= delta <= 1.0:
             raise ValueError(f"delta must be in [0, 1], got {delta}")
-        if draft == "pts" and not 1 <= pts_k <= 16:
+        if draft in ("pts", "tree") and not 1 <= pts_k <= 16:
             raise ValueError(f"pts_k must be in 1..16, got {pts_k}")
+        if draft == "tree" and verify != "threshold":
+            raise ValueError("tree drafts support threshold verification only")
+        if draft == "tree" and not 1 <= tree_nodes <= 64:
+            raise ValueError(f"tree_nodes must be in 1..64, got {tree_nodes}")
         self.model, self.heads, self.latents = model, heads, latents
         self.sampling, self.generator = sampling, generator
         self.delta, self.num_heads, self.draft_mode, self.pts_k, self.verify = (
             float(delta), num_heads, draft, int(pts_k), verify)
+        self.tree_nodes = int(tree_nodes)
         self.limit = token_limit(model, max_tokens)
         with torch.inference_mode():
             self.cache = model.new_cache(1, self.limit, latents)
@@ -103,6 +111,8 @@ class SpeculativeDecoder:
     @torch.inference_mode()
     def step(self) -> list[int]:
         """One backbone forward pass; returns the 1..L+1 tokens it accepted."""
+        if self.draft_mode == "tree":
+            return self._tree_step()
         n = len(self.tokens)
         draft = self._draft(min(self.num_heads, self.limit - n - 1))
         fed = torch.tensor([[self.tokens[-1], *draft.tokens]], device=self.latents.device)
@@ -118,6 +128,30 @@ class SpeculativeDecoder:
         else:  # all accepted: the last row is a free backbone token
             extra = [int(sample(probs[k], self.generator))]
         return self._accept(accepted + extra, hidden[:, k])
+
+    def _tree_step(self) -> list[int]:
+        n = len(self.tokens)
+        depth = min(self.num_heads, self.limit - n - 1)
+        budget = min(self.tree_nodes, self.cache.max_len - n - 1)  # nodes take cache slots
+        if depth <= 0 or budget <= 0:  # at the token limit: a plain AR step
+            tree = DraftTree([], [], self.masks(self.state)[None])
+        else:
+            head_logits = self.heads.draft(self.hidden, self.prepared, num_heads=depth)[0]
+            tree = build_tree(head_logits, self.state, self.masks, self.sampling, self.pts_k, budget)
+        fed = torch.tensor([[self.tokens[-1], *tree.tokens]], device=self.latents.device)
+        logits, hidden = self.model(fed, cache=self.cache, tree=tree.attention())
+        probs = distribution(logits[0], tree.masks, self.sampling)
+        path = tree.accepted_path(probs, self.delta)
+        # The accepted nodes sit at slots n + row; move them to n + depth, then forget the rest.
+        rows, depths = [n + r for r in path], [n + 1 + i for i in range(len(path))]
+        if rows != depths:
+            self.cache.k[:, :, :, depths] = self.cache.k[:, :, :, rows]
+            self.cache.v[:, :, :, depths] = self.cache.v[:, :, :, rows]
+        self.cache.pos = n + 1 + len(path)
+        accepted = [tree.tokens[r - 1] for r in path]
+        last = path[-1] if path else 0
+        extra = [] if accepted and accepted[-1] == EOS else [int(sample(probs[last], self.generator))]
+        return self._accept(accepted + extra, hidden[:, last])
 
     def _verify(self, draft: Draft, probs: Tensor) -> list[int]:
         count = len(draft.tokens)
@@ -236,12 +270,13 @@ def _tree_conditionals(leaves: list[Leaf], path: tuple[int, ...], head_logits: T
 def stream_speculative(model: MeshTransformer, heads: nn.Module | None, latents: Tensor,
                        sampling: SamplingConfig, max_tokens: int, generator: torch.Generator | None, *,
                        delta: float = 0.5, num_heads: int | None = None, draft: str = "is", pts_k: int = 3,
-                       verify: str = "threshold") -> Iterator[list[int]]:
+                       verify: str = "threshold", tree_nodes: int = 8) -> Iterator[list[int]]:
     """Yield the tokens accepted by each backbone forward pass until EOS or `max_tokens`."""
     if heads is None:
         raise ValueError("speculative decoding needs drafting heads; this model has none (use mode 'ar')")
     decoder = SpeculativeDecoder(model, heads, latents, sampling, max_tokens, generator, delta=delta,
-                                 num_heads=num_heads, draft=draft, pts_k=pts_k, verify=verify)
+                                 num_heads=num_heads, draft=draft, pts_k=pts_k, verify=verify,
+                                 tree_nodes=tree_nodes)
     yield decoder.prefill()
     while not decoder.finished:
         yield decoder.step()

@@ -97,13 +97,18 @@ class MeshTransformer(nn.Module):
         return KVCache(k=k, v=torch.zeros_like(k), cross_k=cross_k, cross_v=cross_v)
 
     def forward(self, tokens: Tensor, latents: Tensor | None = None, cache: KVCache | None = None,
-                start_pos: int = 0) -> tuple[Tensor, Tensor]:
+                start_pos: int = 0, tree: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """tokens [B, T] -> (logits [B, T, V], final-normed hidden [B, T, d]).
 
         Without a cache the T tokens sit at positions [start_pos, start_pos+T) and attend
         causally among themselves (training, scoring). With a cache they sit at
         [cache.pos, cache.pos+T), also see every cached token, and cache.pos advances by T;
-        `latents` may then be None (the cache holds their keys/values)."""
+        `latents` may then be None (the cache holds their keys/values).
+
+        `tree` ([T, T] bool, row i sees row j; needs a cache) replaces the causal order among the
+        new tokens by a token tree (tree verification): a token sees the cache and its tree
+        ancestors, and its position is cache.pos + its depth (the rows it sees, minus one). Its
+        keys/values are still written at cache.pos + row."""
         if tokens.ndim != 2:
             raise ValueError(f"tokens must be [B, T], got {tuple(tokens.shape)}")
         b, t = tokens.shape
@@ -124,11 +129,19 @@ class MeshTransformer(nn.Module):
             raise ValueError(f"positions up to {start_pos + t} exceed max_seq_len "
                              f"{self.config.max_seq_len}")
 
-        x = self.tok_emb(tokens) + self.pos_emb.weight[start_pos:start_pos + t]
+        if tree is not None:
+            if cache is None or tree.shape != (t, t):
+                raise ValueError(f"tree must be [{t}, {t}] and needs a cache")
+            tree = tree.to(tokens.device)
+            positions = start_pos + tree.sum(-1) - 1
+            mask = torch.cat([tree.new_ones(t, start_pos), tree], dim=1)
+            x = self.tok_emb(tokens) + self.pos_emb(positions)
+        else:
+            x = self.tok_emb(tokens) + self.pos_emb.weight[start_pos:start_pos + t]
+            # One token attends to every cached key: no mask. Several new tokens (prefill, verify)
+            # need the small [T, pos+T] causal mask, built once and shared by all layers.
+            mask = causal_mask(t, start_pos, tokens.device) if cache is not None and t > 1 else None
         x = self.emb_dropout(x)
-        # One token attends to every cached key: no mask. Several new tokens (prefill, verify)
-        # need the small [T, pos+T] causal mask, built once and shared by all layers.
-        mask = causal_mask(t, start_pos, tokens.device) if cache is not None and t > 1 else None
         for i, block in enumerate(self.blocks):
             x = block(x, cross_k[i], cross_v[i],
                       cache_k=None if cache is None else cache.k[i],

@@ -1,0 +1,100 @@
+"""Tree drafts: the backbone verifies a small tree of the heads' likeliest continuations in its one
+forward pass, instead of a single drafted path (tree attention as in SpecInfer and Medusa, here
+on XSpecMesh's heads). When the best draft is rejected, a sibling can still be accepted.
+
+Why it pays on a CPU: a forward over 9 tokens costs about what one over 5 costs (the small
+matmuls are bound by reading the weights, not by rows; `docs/bench/README.md`), so the extra
+candidates are nearly free while every accepted one saves a whole pass.
+
+Nodes are chosen best-first by the product of the heads' probabilities along their path (softmax
+of the grammar-masked head logits at the sampling temperature, 1 for greedy decoding, so that
+greedy decoding still gets K_s candidates per node), up to `budget` nodes. A child's product never exceeds its parent's, so the chosen set
+is closed under parents and every parent is listed before its children. Row 0 of a tree is the
+last accepted token x_n; node i is row i + 1."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from backend.decoding.grammar_mask import GrammarMasks, clone_state
+from backend.decoding.sampling import SamplingConfig
+from backend.tokenizer.grammar import GrammarState
+from backend.tokenizer.vocab import EOS
+
+PRUNE = 1e-5  # paths less likely than this under the heads are not worth a slot
+
+
+@dataclass
+class DraftTree:
+    tokens: list[int]   # node tokens, parents first
+    parents: list[int]  # row of each node's parent (0 = x_n)
+    masks: Tensor       # [1 + N, V]: grammar mask after x_n (row 0) and after each node's path
+
+    @property
+    def rows(self) -> int:
+        return 1 + len(self.tokens)
+
+    def attention(self) -> Tensor:
+        """[rows, rows] bool: each row sees itself and its ancestors."""
+        visible = torch.eye(self.rows, dtype=torch.bool)
+        for node, parent in enumerate(self.parents):
+            visible[node + 1] |= visible[parent]
+        return visible
+
+    def accepted_path(self, probs: Tensor, delta: float) -> list[int]:
+        """Rows of the longest chain the backbone accepts, walking down from x_n: at each row the
+        child whose token has the highest backbone probability p (row's distribution), if p > delta."""
+        children: dict[int, list[int]] = {}
+        for node, parent in enumerate(self.parents):
+            children.setdefault(parent, []).append(node + 1)
+        path, row = [], 0
+        while row in children:
+            p = probs[row, [self.tokens[c - 1] for c in children[row]]]
+            best = int(p.argmax())
+            if not float(p[best]) > delta:
+                break
+            row = children[row][best]
+            path.append(row)
+        return path
+
+
+def build_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks, sampling: SamplingConfig,
+               k: int, budget: int) -> DraftTree:
+    """The `budget` likeliest nodes of the top-`k` tree over the heads' distributions [L, V]
+    (head d gives depth d + 1), every node under the grammar state its path reaches."""
+    tops: dict[tuple[int, tuple[int, int]], list[tuple[float, int]]] = {}
+    order = itertools.count()  # tie-breaker, so the heap never compares states
+    heap: list[tuple[float, int, int, int, int, GrammarState]] = []
+
+    def push_children(row: int, path_state: GrammarState, weight: float, depth: int) -> None:
+        if depth > head_logits.shape[0]:
+            return
+        key = (depth, GrammarMasks.key(path_state))
+        if key not in tops:
+            logits = head_logits[depth - 1].float().masked_fill(~masks(path_state), float("-inf"))
+            values, index = (logits / temperature).softmax(-1).topk(k)
+            tops[key] = [(p, t) for p, t in zip(values.tolist(), index.tolist()) if p > 0]
+        for p, token in tops[key]:
+            if weight * p >= PRUNE:
+                heapq.heappush(heap, (-weight * p, next(order), row, depth, token, path_state))
+
+    temperature = 1.0 if sampling.greedy else sampling.temperature
+    tokens: list[int] = []
+    parents: list[int] = []
+    node_masks = [masks(state)]
+    push_children(0, state, 1.0, 1)
+    while heap and len(tokens) < budget:
+        neg_weight, _, parent, depth, token, parent_state = heapq.heappop(heap)
+        node_state = clone_state(parent_state)
+        node_state.advance(token)
+        tokens.append(token)
+        parents.append(parent)
+        node_masks.append(masks(node_state))
+        if token != EOS:
+            push_children(len(tokens), node_state, -neg_weight, depth + 1)
+    return DraftTree(tokens, parents, torch.stack(node_masks))
