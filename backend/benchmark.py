@@ -32,6 +32,8 @@ QUICK_DELTAS = (0.1, 0.5, 0.9)
 MAX_SWEEP_HEADS = 6
 PTS_KS = (2, 3, 4)
 QUICK_PTS_KS = (2,)
+TREES = ((2, 4), (2, 8), (3, 12))  # (K_s, nodes) of the tree-verification rows
+QUICK_TREES = ((2, 8),)
 SWEEPS = ("delta", "heads", "draft")
 WARMUP_FACES = 8
 
@@ -145,15 +147,18 @@ def sweep_configs(generator: Generator, base: GenerateOptions, sweeps: tuple[str
     # Name the head count explicitly so the D sweep's run at the model's D is the same run.
     spec = dataclasses.replace(base, mode="speculative", heads=base.heads or heads)
     top = min(heads, MAX_SWEEP_HEADS)
-    drafts = [("IS", "is", base.pts_k)] + [(f"PTS(K_s={k})", "pts", k) for k in (QUICK_PTS_KS if quick else PTS_KS)]
+    drafts = ([("IS", {"draft": "is"})]
+              + [(f"PTS(K_s={k})", {"draft": "pts", "pts_k": k}) for k in (QUICK_PTS_KS if quick else PTS_KS)]
+              + [(f"tree(K_s={k}, N={n})", {"draft": "tree", "pts_k": k, "tree_nodes": n})
+                 for k, n in (QUICK_TREES if quick else TREES)])
     table = {
         "main": [({}, ar), ({}, Config("speculative", generator, spec))],
         "delta": [({"delta": d}, Config(f"delta={d}", generator, dataclasses.replace(spec, delta=d)))
                   for d in (QUICK_DELTAS if quick else DELTAS)],
         "heads": [({"heads": h}, Config(f"D={h}", generator, dataclasses.replace(spec, heads=h)))
                   for h in (sorted({1, top}) if quick else range(1, top + 1))],
-        "draft": [({"draft": name}, Config(name, generator, dataclasses.replace(spec, draft=draft, pts_k=k)))
-                  for name, draft, k in drafts],
+        "draft": [({"draft": name}, Config(name, generator, dataclasses.replace(spec, **changes)))
+                  for name, changes in drafts],
     }
     return {name: rows for name, rows in table.items() if name == "main" or name in sweeps}
 

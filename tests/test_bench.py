@@ -41,7 +41,7 @@ def test_bench_quick_writes_json_plots_and_table(tmp_path, tiny_model_dir, input
     assert [r["delta"] for r in report["delta"]] == [0.1, 0.5, 0.9]
     heads = report["model_heads"]
     assert [r["heads"] for r in report["heads"]] == sorted({1, min(heads, 6)})
-    assert [r["draft"] for r in report["draft"]] == ["IS", "PTS(K_s=2)"]
+    assert [r["draft"] for r in report["draft"]] == ["IS", "PTS(K_s=2)", "tree(K_s=2, N=8)"]
     # Same seed, same inputs: the AR run is what every speedup is measured against.
     assert report["speculative"]["speedup"] == pytest.approx(
         report["speculative"]["tokens_per_second"] / report["ar"]["tokens_per_second"])

@@ -22,7 +22,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sweeps", default="delta,heads,draft",
                    help="comma-separated subset of delta,heads,draft, or 'none' (default: all)")
     p.add_argument("--quick", action="store_true",
-                   help=f"small version: {QUICK_INPUTS} inputs unless --limit, δ∈{{0.1,0.5,0.9}}, D∈{{1,max}}, PTS K_s=2")
+                   help=f"small version: {QUICK_INPUTS} inputs unless --limit, δ∈{{0.1,0.5,0.9}}, D∈{{1,max}}, PTS K_s=2, tree K_s=2 N=8")
     p.add_argument("--ablation", action="append", default=[], metavar="NAME=DIR",
                    help="add a model directory to the Table 3 ablation (repeatable), e.g. CA+LoRA=models/default")
     add_model_arguments(p)
