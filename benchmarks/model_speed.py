@@ -2,8 +2,9 @@
 
     python benchmarks/model_speed.py [--preset default] [--threads 2] [--device cpu] [--json out.json]
 
-Reports ms per batch-1 decode step with 256/1024/2048 tokens already cached, a 5-token
-verify step, a drafting-heads step, point encoding, and training forward+backward tokens/s."""
+Reports ms per batch-1 decode step with 256/1024/2048 tokens already cached, verify steps of
+2..17 tokens at 1024 cached (a D=4 linear draft verifies 5, a tree of 8 nodes 9), a drafting-heads
+step, point encoding, and training forward+backward tokens/s."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import torch
 from backend.model.config import load_preset
 from backend.model.decoder import MeshTransformer, count_parameters
 from backend.model.heads import build_heads
+
+VERIFY_WIDTHS = (2, 3, 5, 9, 13, 17)
 
 
 def timed_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
@@ -63,7 +66,6 @@ def main() -> None:
     points = torch.rand(1, cfg.n_points, 3, device=device) * 2 - 1
     normals = torch.nn.functional.normalize(torch.randn(1, cfg.n_points, 3, device=device), dim=-1)
     tok1 = torch.randint(0, 5120, (1, 1), device=device)
-    tok5 = torch.randint(0, 5120, (1, 5), device=device)
 
     with torch.inference_mode():
         results["encode_ms"] = timed_ms(lambda: model.encode_points(points, normals), 10, device)
@@ -78,7 +80,9 @@ def main() -> None:
 
         for prefix in (256, 1024, cfg.max_seq_len - 1):
             results[f"decode_step_ms@{prefix}"] = timed_ms(step(prefix, tok1), args.repeats, device)
-        results["verify5_step_ms@1024"] = timed_ms(step(1024, tok5), args.repeats, device)
+        for width in VERIFY_WIDTHS:
+            tokens = torch.randint(0, 5120, (1, width), device=device)
+            results[f"verify{width}_step_ms@1024"] = timed_ms(step(1024, tokens), args.repeats, device)
         prepared = heads.prepare(latents)
         hidden = torch.randn(1, cfg.d_model, device=device)
         results["heads_prepare_ms"] = timed_ms(lambda: heads.prepare(latents), 10, device)
