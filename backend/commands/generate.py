@@ -39,9 +39,10 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ar", action="store_true", help="plain autoregressive decoding (no speculation)")
     p.add_argument("--delta", type=float, default=0.5, help="acceptance threshold δ in [0, 1] (default 0.5)")
     p.add_argument("--heads", type=int, metavar="D", help="decoding heads to use (default: all the model has)")
-    p.add_argument("--draft", choices=("is", "pts", "tree"), default="is",
-                   help="independent drafts, one probability-tree path, or a verified token tree")
-    p.add_argument("--pts-k", type=int, default=3, metavar="K", help="top-K per head for pts and tree (default 3)")
+    p.add_argument("--draft", choices=("is", "pts", "tree"), default="tree",
+                   help="tree: verify a token tree of the heads' top candidates (default); is: independent "
+                        "sampling (the paper's); pts: one sampled probability-tree path")
+    p.add_argument("--pts-k", type=int, default=2, metavar="K", help="top-K per head for pts and tree (default 2)")
     p.add_argument("--tree-nodes", type=int, default=8, metavar="N",
                    help="drafted tokens verified per pass with --draft tree (default 8)")
     p.add_argument("--verify", choices=("threshold", "exact"), default="threshold",
