@@ -3,12 +3,13 @@ import threading
 import numpy as np
 import pytest
 
-from backend.decoding.pipeline import (DoneEvent, FacesEvent, GenerateOptions, Generator, ProgressEvent,
-                                       resolve_model_dir)
+from backend.decoding.pipeline import (STALL_TOKENS, DoneEvent, FacesEvent, GenerateOptions, Generator, MeshAssembler,
+                                       ProgressEvent, resolve_model_dir)
 from backend.generation import generate
 from backend.mesh.normalize import Normalization
 from backend.mesh.quantize import quantize_coords
 from backend.tokenizer.bpt import decode
+from backend.tokenizer.vocab import OFFSET_START, PATCH_START
 
 STATS = {"tokens", "faces", "forward_passes", "seconds", "tokens_per_second", "time_to_first_face", "valid",
          "scr", "stop_reason"}
@@ -65,7 +66,7 @@ def test_stream_is_consistent_with_the_token_sequence(generator, mode):
     assert stats["mode"] == mode
     if mode == "ar":
         assert stats["forward_passes"] == stats["tokens"]
-    assert stats["stop_reason"] in ("eos", "max_faces", "max_tokens")
+    assert stats["stop_reason"] in ("eos", "max_faces", "max_tokens", "stalled")
     if stats["stop_reason"] == "max_faces":
         assert len(faces) == 25
     assert stats["valid"] == (len(faces) > 0)
@@ -143,7 +144,8 @@ def test_bad_inputs_raise_value_error(generator, points, normals):
 
 
 @pytest.mark.parametrize("kwargs", [{"mode": "beam"}, {"delta": 2.0}, {"heads": 0}, {"draft": "beam"},
-                                    {"draft": "tree", "verify": "exact"}, {"tree_nodes": 0}, {"verify": "lossy"}, {"temperature": 0.0}, {"max_faces": 0}, {"top_p": 0.0}])
+                                    {"draft": "tree", "verify": "exact"}, {"tree_nodes": 0}, {"verify": "lossy"},
+                                    {"temperature": 0.0}, {"max_faces": 0}, {"top_p": 0.0}])
 def test_bad_options_raise_value_error(kwargs):
     with pytest.raises(ValueError):
         GenerateOptions(**kwargs)
@@ -159,3 +161,31 @@ def test_model_dir_resolution(tmp_path, monkeypatch, tiny_model_dir):
         resolve_model_dir(None)
     with pytest.raises(ValueError):
         Generator.load(tiny_model_dir, device="quantum")
+
+
+class LoopingGenerator(Generator):
+    """Stands in for a model stuck in a loop: one face (centre, A, B), then A, B, A, B... which
+    only repeats that face."""
+
+    def _decode(self, points, normals, options):
+        loop = [OFFSET_START + 5, OFFSET_START + 80]  # offsets (0,0,5) and (0,5,0) in block 0
+        yield [PATCH_START, OFFSET_START, *loop]
+        while True:
+            yield loop
+
+
+def test_a_looping_model_stops_as_stalled_without_repeated_faces(generator):
+    looping = LoopingGenerator(generator.model, generator.heads, generator.config)
+    events = collect(looping, *sphere_cloud(), GenerateOptions(mode="ar", max_faces=100))
+    stats = events[-1].stats
+    _, faces = assemble(events)
+    assert len(faces) == stats["faces"] == 1
+    assert stats["stop_reason"] == "stalled"
+    assert stats["tokens"] - 4 < STALL_TOKENS + 2
+
+
+def test_assembler_drops_repeated_faces():
+    assembler = MeshAssembler(Normalization.fit(sphere_cloud()[0]))
+    face = np.array([[0, 0, 0], [0, 0, 5], [0, 5, 0]])
+    event = assembler.add([face, face[[1, 2, 0]], face[[0, 2, 1]]])
+    assert len(event.faces) == assembler.num_faces == 1 and assembler.duplicates == 2

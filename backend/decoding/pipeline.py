@@ -36,6 +36,9 @@ DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
 MODEL_DIR_ENV = "SPECMESH_MODEL_DIR"
 MODES = ("ar", "speculative")
 PROGRESS_INTERVAL = 0.2  # seconds between ProgressEvents
+# A weak model can fall into a loop that repeats vertices and never adds a face; a real face costs
+# about 2.6 tokens and a new patch fewer than 10, so this many tokens without a new face is a loop.
+STALL_TOKENS = 128
 
 
 @dataclass
@@ -105,13 +108,16 @@ Event = FacesEvent | ProgressEvent | DoneEvent
 class MeshAssembler:
     """Quantized face corners -> indexed mesh in the caller's frame, built incrementally.
     Vertices are merged by quantized coordinate; zero-area faces (collinear corners, which the
-    grammar cannot rule out) are dropped and counted."""
+    grammar cannot rule out) and repeats of a face already made (same three vertices) are
+    dropped and counted."""
 
     def __init__(self, normalization: Normalization) -> None:
         self.normalization = normalization
         self.index: dict[tuple[int, int, int], int] = {}
         self.num_faces = 0
         self.degenerate = 0
+        self.duplicates = 0
+        self._faces: set[frozenset[int]] = set()
 
     def add(self, corners: list[np.ndarray]) -> FacesEvent | None:
         new_vertices: list[tuple[int, int, int]] = []
@@ -126,6 +132,10 @@ class MeshAssembler:
                     self.index[corner] = len(self.index)
                     new_vertices.append(corner)
                 row.append(self.index[corner])
+            if frozenset(row) in self._faces:
+                self.duplicates += 1
+                continue
+            self._faces.add(frozenset(row))
             faces.append(row)
         if not faces:
             return None
@@ -183,12 +193,14 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def _stop_reason(detok: IncrementalDecoder, faces: int, max_faces: int,
+def _stop_reason(detok: IncrementalDecoder, faces: int, max_faces: int, tokens_since_face: int,
                  cancel: threading.Event | None) -> str | None:
     if detok.finished:
         return "eos"
     if faces >= max_faces:
         return "max_faces"
+    if tokens_since_face >= STALL_TOKENS:
+        return "stalled"
     if cancel is not None and cancel.is_set():
         return "cancelled"
     return None
@@ -232,6 +244,7 @@ class Generator:
         passes = 0
         first_face: float | None = None
         last_progress = started
+        tokens_at_last_face = 0
         for accepted in tokens_stream:
             passes += 1
             corners: list[np.ndarray] = []
@@ -242,8 +255,10 @@ class Generator:
             now = time.perf_counter()
             if event is not None:
                 first_face = now - started if first_face is None else first_face
+                tokens_at_last_face = len(tokens)
                 yield event
-            stop_reason = _stop_reason(detok, assembler.num_faces, options.max_faces, cancel)
+            stop_reason = _stop_reason(detok, assembler.num_faces, options.max_faces,
+                                       len(tokens) - tokens_at_last_face, cancel)
             if stop_reason is not None:
                 break
             if now - last_progress >= PROGRESS_INTERVAL:
@@ -267,6 +282,7 @@ class Generator:
             "mode": "speculative" if self._speculative(options) else "ar",
             "heads_used": self._num_heads(options) if self._speculative(options) else 0,
             "degenerate_dropped": assembler.degenerate,
+            "duplicates_dropped": assembler.duplicates,
             "vertices": len(assembler.index),
         }
         yield DoneEvent(stats, np.asarray(tokens, np.int64))
