@@ -2,9 +2,8 @@
 forward pass, instead of a single drafted path (tree attention as in SpecInfer and Medusa, here
 on XSpecMesh's heads). When the best draft is rejected, a sibling can still be accepted.
 
-Why it pays on a CPU: a forward over 9 tokens costs about what one over 5 costs (the small
-matmuls are bound by reading the weights, not by rows; `docs/bench/README.md`), so the extra
-candidates are nearly free while every accepted one saves a whole pass.
+Why it pays on a CPU: a forward over 9 tokens costs only 0-40 % more than one over 5
+(`benchmarks/model_speed.py`), while every extra accepted token saves a whole pass.
 
 Nodes are chosen best-first by the product of the heads' probabilities along their path (softmax
 of the grammar-masked head logits at the sampling temperature, 1 for greedy decoding, so that
