@@ -36,14 +36,14 @@ from torch import Tensor, nn
 from backend.decoding.autoregressive import token_limit
 from backend.decoding.grammar_mask import GrammarMasks, clone_state
 from backend.decoding.sampling import SamplingConfig, distribution, sample
-from backend.decoding.tree import DraftTree, build_tree
+from backend.decoding.tree import PRUNE, DraftTree, build_tree
 from backend.model.decoder import MeshTransformer
 from backend.tokenizer.grammar import GrammarState
 from backend.tokenizer.vocab import BOS, EOS
 
 DRAFT_MODES = ("is", "pts", "tree")
 VERIFY_MODES = ("threshold", "exact")
-PTS_PRUNE = 1e-5
+PTS_PRUNE = PRUNE
 
 
 @dataclass

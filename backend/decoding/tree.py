@@ -7,9 +7,9 @@ Why it pays on a CPU: a forward over 9 tokens costs only 0-40 % more than one ov
 
 Nodes are chosen best-first by the product of the heads' probabilities along their path (softmax
 of the grammar-masked head logits at the sampling temperature, 1 for greedy decoding, so that
-greedy decoding still gets K_s candidates per node), up to `budget` nodes. A child's product never exceeds its parent's, so the chosen set
-is closed under parents and every parent is listed before its children. Row 0 of a tree is the
-last accepted token x_n; node i is row i + 1."""
+greedy decoding still gets K_s candidates per node), up to `budget` nodes. A child's product
+never exceeds its parent's, so the chosen set is closed under parents and every parent is listed
+before its children. Row 0 of a tree is the last accepted token x_n; node i is row i + 1."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from backend.decoding.sampling import SamplingConfig
 from backend.tokenizer.grammar import GrammarState
 from backend.tokenizer.vocab import EOS
 
-PRUNE = 1e-5  # paths less likely than this under the heads are not worth a slot
+PRUNE = 1e-5  # paths less likely than this under the heads are not drafted (PTS prunes alike)
 
 
 @dataclass
