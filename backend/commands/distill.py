@@ -7,8 +7,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import torch
-
+from backend.commands import add_threads_argument, set_threads
 from backend.model.config import HEAD_TYPES
 from backend.model.io import save_model
 from backend.training import checkpoint as ckpt
@@ -39,7 +38,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
     p.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints (default 5)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    add_threads_argument(p)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--export", help="where to write the distilled model (default OUT/model)")
     p.set_defaults(func=run)
@@ -60,8 +59,7 @@ def resolve(args: argparse.Namespace) -> DistillOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     options = resolve(args)
     out = Path(args.out)
     export = Path(args.export or out / "model")

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from backend.commands import add_threads_argument, set_threads
+
 OUTPUT_FORMATS = (".obj", ".ply", ".glb")
 
 
@@ -25,9 +27,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", help="model directory (default: $SPECMESH_MODEL_DIR or models/default)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads (default: torch's choice). Batch-1 decoding runs many tiny ops; "
-                        "on a busy CPU, 1 thread avoids waiting on preempted workers and is often fastest")
+    add_threads_argument(p)
 
 
 def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,20 +55,15 @@ def options_from_args(args: argparse.Namespace):
 
     return GenerateOptions(
         mode="ar" if args.ar else "speculative", delta=args.delta, heads=args.heads, draft=args.draft,
-        pts_k=args.pts_k, tree_nodes=args.tree_nodes, verify=args.verify, temperature=args.temperature, greedy=args.greedy,
-        max_faces=args.max_faces, seed=args.seed,
+        pts_k=args.pts_k, tree_nodes=args.tree_nodes, verify=args.verify, temperature=args.temperature,
+        greedy=args.greedy, max_faces=args.max_faces, seed=args.seed,
     )
 
 
 def load_generator(args: argparse.Namespace):
-    import torch
-
     from backend.decoding.pipeline import Generator
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     return Generator.load(args.model, device=args.device)
 
 

@@ -6,8 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import torch
-
+from backend.commands import add_threads_argument, set_threads
 from backend.model.config import ModelConfig, load_preset
 from backend.model.io import save_model
 from backend.training import checkpoint as ckpt
@@ -38,7 +37,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-augment", dest="augment", action="store_const", const=False,
                    help="train on the meshes as stored")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    add_threads_argument(p)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--export", help="after training, write config.json + model.safetensors here")
     p.set_defaults(func=run)
@@ -73,8 +72,7 @@ def resolve(args: argparse.Namespace) -> tuple[TrainOptions, ModelConfig]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     options, config = resolve(args)
     if not Path(options.data).is_dir():
         raise FileNotFoundError(f"dataset directory not found: {options.data}")

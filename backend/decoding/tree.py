@@ -66,6 +66,7 @@ def build_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks, sa
                k: int, budget: int) -> DraftTree:
     """The `budget` likeliest nodes of the top-`k` tree over the heads' distributions [L, V]
     (head d gives depth d + 1), every node under the grammar state its path reaches."""
+    temperature = 1.0 if sampling.greedy else sampling.temperature
     tops: dict[tuple[int, tuple[int, int]], list[tuple[float, int]]] = {}
     order = itertools.count()  # tie-breaker, so the heap never compares states
     heap: list[tuple[float, int, int, int, int, GrammarState]] = []
@@ -82,7 +83,6 @@ def build_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks, sa
             if weight * p >= PRUNE:
                 heapq.heappush(heap, (-weight * p, next(order), row, depth, token, path_state))
 
-    temperature = 1.0 if sampling.greedy else sampling.temperature
     tokens: list[int] = []
     parents: list[int] = []
     node_masks = [masks(state)]
