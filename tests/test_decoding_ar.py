@@ -29,7 +29,7 @@ def latents(model, seed: int) -> torch.Tensor:
 
 
 def run_ar(model, lat, sampling, max_tokens, seed) -> list[list[int]]:
-    return list(stream_ar(model, lat, sampling, max_tokens, make_generator(seed, "cpu")))
+    return list(stream_ar(model, lat, sampling, max_tokens, make_generator(seed)))
 
 
 @pytest.mark.parametrize("greedy", [True, False])

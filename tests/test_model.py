@@ -11,21 +11,23 @@ from backend.model.config import ModelConfig, load_preset, preset_names
 from backend.model.decoder import MeshTransformer, count_parameters
 from backend.model.heads import build_heads
 from backend.model.io import load_model, save_model
+from devices import DEVICES
 
 ATOL = 1e-4
 
 
-def make_model(**overrides) -> MeshTransformer:
+def make_model(device: str = "cpu", **overrides) -> MeshTransformer:
     torch.manual_seed(0)
     cfg = ModelConfig.from_dict({**load_preset("tiny").to_dict(), **overrides})
-    return MeshTransformer(cfg).eval()
+    return MeshTransformer(cfg).to(device).eval()
 
 
 def make_inputs(model: MeshTransformer, batch: int = 1, length: int = 24, n_points: int = 64):
     gen = torch.Generator().manual_seed(1)
-    points = torch.rand(batch, n_points, 3, generator=gen) * 2 - 1
-    normals = torch.nn.functional.normalize(torch.randn(batch, n_points, 3, generator=gen), dim=-1)
-    tokens = torch.randint(0, model.config.vocab_size, (batch, length), generator=gen)
+    device = next(model.parameters()).device
+    points = (torch.rand(batch, n_points, 3, generator=gen) * 2 - 1).to(device)
+    normals = torch.nn.functional.normalize(torch.randn(batch, n_points, 3, generator=gen), dim=-1).to(device)
+    tokens = torch.randint(0, model.config.vocab_size, (batch, length), generator=gen).to(device)
     with torch.no_grad():
         latents = model.encode_points(points, normals)
     return points, normals, latents, tokens
@@ -67,9 +69,10 @@ def test_latents_condition_the_output():
     assert not torch.allclose(a, b, atol=1e-3)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @torch.no_grad()
-def test_cached_single_token_decoding_matches_full_forward():
-    model = make_model()
+def test_cached_single_token_decoding_matches_full_forward(device):
+    model = make_model(device)
     _, _, latents, tokens = make_inputs(model, length=20)
     full_logits, full_hidden = model(tokens, latents)
     cache = model.new_cache(1, 32, latents)
@@ -80,9 +83,10 @@ def test_cached_single_token_decoding_matches_full_forward():
         torch.testing.assert_close(hidden[:, 0], full_hidden[:, t], atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @torch.no_grad()
-def test_verify_step_at_offset_matches_full_forward():
-    model = make_model()
+def test_verify_step_at_offset_matches_full_forward(device):
+    model = make_model(device)
     _, _, latents, tokens = make_inputs(model, length=12)
     full_logits, full_hidden = model(tokens, latents)
     cache = model.new_cache(1, 16, latents)

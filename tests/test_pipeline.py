@@ -10,6 +10,8 @@ from backend.mesh.normalize import Normalization
 from backend.mesh.quantize import quantize_coords
 from backend.tokenizer.bpt import decode
 from backend.tokenizer.vocab import OFFSET_START, PATCH_START
+from conftest import REPO_ROOT
+from devices import CUDA
 
 STATS = {"tokens", "faces", "forward_passes", "seconds", "tokens_per_second", "time_to_first_face", "valid",
          "scr", "stop_reason"}
@@ -189,3 +191,19 @@ def test_assembler_drops_repeated_faces():
     face = np.array([[0, 0, 0], [0, 0, 5], [0, 5, 0]])
     event = assembler.add([face, face[[1, 2, 0]], face[[0, 2, 1]]])
     assert len(event.faces) == assembler.num_faces == 1 and assembler.duplicates == 2
+
+
+@pytest.mark.parametrize("device", [CUDA])
+@pytest.mark.parametrize("mode", ["ar", "speculative"])
+def test_a_seed_gives_the_same_mesh_on_cuda_as_on_the_cpu(device, mode):
+    """Same code, same results: the shipped model samples from a CPU random stream on every
+    device, so only rounding differences between the devices could part the two meshes."""
+    model_dir = REPO_ROOT / "models" / "default"
+    on_cpu, on_cuda = Generator.load(model_dir, device="cpu"), Generator.load(model_dir, device=device)
+    for seed in range(3):
+        points, normals = sphere_cloud(2048, seed)
+        options = GenerateOptions(mode=mode, max_faces=60, seed=seed)
+        expected, got = generate(on_cpu, points, normals, options), generate(on_cuda, points, normals, options)
+        assert len(expected.faces) > 0
+        np.testing.assert_array_equal(got.faces, expected.faces)
+        np.testing.assert_allclose(got.vertices, expected.vertices)

@@ -70,7 +70,7 @@ def test_sampling_is_reproducible_per_seed():
     cfg = SamplingConfig(temperature=1.0, top_k=0, top_p=1.0)
 
     def draw(seed: int) -> list[int]:
-        generator = make_generator(seed, "cpu")
+        generator = make_generator(seed)
         return [sample_token(logits, None, cfg, generator) for _ in range(20)]
 
     assert draw(7) == draw(7)
@@ -80,7 +80,7 @@ def test_sampling_is_reproducible_per_seed():
 def test_sample_follows_the_distribution():
     probs = torch.zeros(3, VOCAB_SIZE)
     probs[:, 10], probs[:, 20] = 0.8, 0.2
-    draws = sample(probs.repeat(1000, 1), make_generator(0, "cpu"))
+    draws = sample(probs.repeat(1000, 1), make_generator(0))
     assert set(draws.unique().tolist()) == {10, 20}
     assert abs((draws == 10).float().mean().item() - 0.8) < 0.05
 

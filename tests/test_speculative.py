@@ -1,3 +1,4 @@
+import copy
 import itertools
 from collections import Counter
 
@@ -14,6 +15,7 @@ from backend.model.io import load_model
 from backend.tokenizer.bpt import decode
 from backend.tokenizer.grammar import GrammarState
 from backend.tokenizer.vocab import BOS, EOS
+from devices import DEVICES
 
 GREEDY = SamplingConfig(greedy=True)
 
@@ -25,16 +27,23 @@ def tiny(tiny_model_dir):
     return model.double(), heads.double()
 
 
+def on(device: str, tiny):
+    """The tiny model and heads on `device` (copies: the fixture stays on the CPU)."""
+    model, heads = tiny
+    return copy.deepcopy(model).to(device), copy.deepcopy(heads).to(device)
+
+
 def latents(model, seed: int, n: int = 64) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     points = torch.rand(1, n, 3, generator=g, dtype=torch.float64) * 1.9 - 0.95
     normals = torch.nn.functional.normalize(torch.randn(1, n, 3, generator=g, dtype=torch.float64), dim=-1)
     with torch.inference_mode():
-        return model.encode_points(points, normals)
+        return model.encode_points(points.to(device), normals.to(device))
 
 
 def ar_tokens(model, lat, sampling, max_tokens, seed=0) -> list[int]:
-    return [t for p in stream_ar(model, lat, sampling, max_tokens, make_generator(seed, "cpu")) for t in p]
+    return [t for p in stream_ar(model, lat, sampling, max_tokens, make_generator(seed)) for t in p]
 
 
 class OracleHeads:
@@ -94,13 +103,14 @@ def run_decoder(decoder: SpeculativeDecoder, on_pass=None) -> tuple[list[int], i
     return [t for p in passes for t in p], len(passes)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("draft", ["is", "pts"])
-def test_greedy_speculative_equals_ar_greedy_with_random_heads(tiny, draft):
-    model, heads = tiny
+def test_greedy_speculative_equals_ar_greedy_with_random_heads(tiny, draft, device):
+    model, heads = on(device, tiny)
     for seed, num_heads in itertools.product(range(2), (1, 2, 4)):
         lat = latents(model, seed)
         expected = ar_tokens(model, lat, GREEDY, 40)
-        passes = list(stream_speculative(model, heads, lat, GREEDY, 40, make_generator(seed, "cpu"),
+        passes = list(stream_speculative(model, heads, lat, GREEDY, 40, make_generator(seed),
                                          delta=0.5, num_heads=num_heads, draft=draft))
         assert [t for p in passes for t in p] == expected
         assert all(1 <= len(p) <= num_heads + 1 for p in passes)
@@ -112,7 +122,7 @@ def test_greedy_with_good_drafts_is_exact_and_compresses(tiny, verify):
     lat = latents(model, 3)
     expected = ar_tokens(model, lat, GREEDY, 60)
     oracle = OracleHeads(expected, wrong={5, 6, 20, 33})
-    decoder = SpeculativeDecoder(model, oracle, lat, GREEDY, 60, make_generator(0, "cpu"), verify=verify)
+    decoder = SpeculativeDecoder(model, oracle, lat, GREEDY, 60, make_generator(0), verify=verify)
     oracle.decoder = decoder
     tokens, passes = run_decoder(decoder)
     assert tokens == expected
@@ -124,7 +134,7 @@ def test_rollback_leaves_the_cache_of_a_fresh_prefill(tiny):
     lat = latents(model, 4)
     expected = ar_tokens(model, lat, GREEDY, 40)
     oracle = OracleHeads(expected, wrong={3, 4, 9, 15, 16, 17, 25})
-    decoder = SpeculativeDecoder(model, oracle, lat, GREEDY, 40, make_generator(0, "cpu"))
+    decoder = SpeculativeDecoder(model, oracle, lat, GREEDY, 40, make_generator(0))
     oracle.decoder = decoder
     checked = []
 
@@ -155,13 +165,13 @@ def test_sampled_speculative_streams_decode(tiny):
     lat = latents(model, 5)
     for draft, verify in itertools.product(("is", "pts"), ("threshold", "exact")):
         passes = list(stream_speculative(model, heads, lat, SamplingConfig(temperature=1.0), 30,
-                                         make_generator(1, "cpu"), delta=0.1, draft=draft, verify=verify))
+                                         make_generator(1), delta=0.1, draft=draft, verify=verify))
         tokens = [t for p in passes for t in p]
         assert len(tokens) <= 30 and (tokens[-1] == EOS or len(tokens) == 30)
         assert EOS not in tokens[:-1]
         decode(tokens)
         again = [t for p in stream_speculative(model, heads, lat, SamplingConfig(temperature=1.0), 30,
-                                               make_generator(1, "cpu"), delta=0.1, draft=draft,
+                                               make_generator(1), delta=0.1, draft=draft,
                                                verify=verify) for t in p]
         assert again == tokens  # reproducible per seed
 
@@ -188,7 +198,7 @@ def joint_first_tokens(model, lat, cfg: SamplingConfig, depth: int) -> dict[tupl
 def first_tokens_speculative(model, heads, lat, cfg, runs: int, **kwargs) -> Counter:
     counts = Counter()
     for seed in range(runs):
-        decoder = SpeculativeDecoder(model, heads, lat, cfg, 4, make_generator(seed, "cpu"), num_heads=2, **kwargs)
+        decoder = SpeculativeDecoder(model, heads, lat, cfg, 4, make_generator(seed), num_heads=2, **kwargs)
         heads.decoder = decoder
         decoder.prefill()
         while len(decoder.tokens) < 3:
@@ -281,7 +291,7 @@ def test_tree_step_keeps_the_cache_of_a_fresh_prefill(tiny):
     lat = latents(model, 4)
     expected = ar_tokens(model, lat, GREEDY, 40)
     heads = RunnerUpHeads(expected, wrong={3, 4, 9, 15, 16, 17, 25})
-    decoder = SpeculativeDecoder(model, heads, lat, GREEDY, 40, make_generator(0, "cpu"), draft="tree",
+    decoder = SpeculativeDecoder(model, heads, lat, GREEDY, 40, make_generator(0), draft="tree",
                                  pts_k=2, tree_nodes=8)
     heads.decoder = decoder
     moved = []
@@ -330,13 +340,14 @@ def test_tree_sees_siblings_apart(tiny):
     torch.testing.assert_close(got[0, [0, 2, 3]], alone[0])
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("k, nodes", [(2, 4), (3, 8)])
-def test_greedy_tree_equals_ar_greedy_with_random_heads(tiny, k, nodes):
-    model, heads = tiny
+def test_greedy_tree_equals_ar_greedy_with_random_heads(tiny, k, nodes, device):
+    model, heads = on(device, tiny)
     for seed, num_heads in itertools.product(range(2), (1, 4)):
         lat = latents(model, seed)
         expected = ar_tokens(model, lat, GREEDY, 40)
-        passes = list(stream_speculative(model, heads, lat, GREEDY, 40, make_generator(seed, "cpu"), delta=0.5,
+        passes = list(stream_speculative(model, heads, lat, GREEDY, 40, make_generator(seed), delta=0.5,
                                          num_heads=num_heads, draft="tree", pts_k=k, tree_nodes=nodes))
         assert [t for p in passes for t in p] == expected
         assert all(1 <= len(p) <= num_heads + 1 for p in passes)

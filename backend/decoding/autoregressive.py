@@ -64,7 +64,7 @@ def generate_ar_batch(model: MeshTransformer, points: np.ndarray | Tensor, norma
     masks = GrammarMasks(device)
     eos_only = torch.zeros(model.config.vocab_size, dtype=torch.bool, device=device)
     eos_only[EOS] = True
-    generator = make_generator(seed, device)
+    generator = make_generator(seed)
     states = [GrammarState() for _ in range(batch)]
     rows: list[list[int]] = [[] for _ in range(batch)]
     active = set(range(batch))

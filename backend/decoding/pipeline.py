@@ -301,7 +301,7 @@ class Generator:
             latents = self.model.encode_points(
                 torch.as_tensor(points, dtype=dtype, device=self.device)[None],
                 torch.as_tensor(normals, dtype=dtype, device=self.device)[None])
-        generator = make_generator(options.seed, self.device)
+        generator = make_generator(options.seed)
         max_tokens = token_limit(self.model, self.config.max_seq_len)
         if not self._speculative(options):
             return stream_ar(self.model, latents, options.sampling(), max_tokens, generator)

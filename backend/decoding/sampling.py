@@ -58,7 +58,7 @@ def sample(probs: Tensor, generator: torch.Generator | None) -> Tensor:
     with zero probability is never picked (its CDF step is empty)."""
     flat = probs.reshape(-1, probs.shape[-1])
     cdf = flat.cumsum(-1)
-    u = torch.rand(flat.shape[0], 1, generator=generator, device=flat.device, dtype=cdf.dtype)
+    u = uniform((flat.shape[0], 1), generator, like=cdf)
     index = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
     # u * total can round up to total itself: fall back to the last token with mass.
     last = (flat > 0).cumsum(-1).argmax(-1, keepdim=True)
@@ -71,8 +71,16 @@ def sample_token(logits: Tensor, mask: Tensor | None, cfg: SamplingConfig,
     return int(sample(distribution(logits, mask, cfg), generator))
 
 
-def make_generator(seed: int, device: torch.device | str) -> torch.Generator:
-    """A seeded generator on `device` (torch requires the generator to live where it samples)."""
-    generator = torch.Generator(device=device)
+def make_generator(seed: int) -> torch.Generator:
+    """A seeded CPU generator. Decoding draws its random numbers on the CPU on every device (see
+    `uniform`), so a seed gives the same mesh on CUDA as on the CPU wherever the two devices'
+    probabilities agree to rounding."""
+    generator = torch.Generator()
     generator.manual_seed(int(seed))
     return generator
+
+
+def uniform(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """Uniform [0, 1) numbers of `like`'s dtype on `like`'s device, drawn from the CPU `generator`:
+    the stream is the same whatever device the model runs on."""
+    return torch.rand(shape, generator=generator, dtype=like.dtype).to(like.device)

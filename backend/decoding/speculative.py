@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from backend.decoding.autoregressive import token_limit
 from backend.decoding.grammar_mask import GrammarMasks, clone_state
-from backend.decoding.sampling import SamplingConfig, distribution, sample
+from backend.decoding.sampling import SamplingConfig, distribution, sample, uniform
 from backend.decoding.tree import PRUNE, DraftTree, build_tree
 from backend.model.decoder import MeshTransformer
 from backend.tokenizer.grammar import GrammarState
@@ -163,7 +163,7 @@ class SpeculativeDecoder:
         if self.verify == "threshold":
             ok = p > self.delta
         else:  # accept with probability min(1, p/q), i.e. u * q < p
-            u = torch.rand(count, generator=self.generator, device=probs.device, dtype=probs.dtype)
+            u = uniform((count,), self.generator, like=probs)
             ok = u * draft.q[rows, index] < p
         k = int(ok.int().cumprod(0).sum())
         return draft.tokens[:k]
