@@ -93,8 +93,9 @@ def test_grammar_masks_match_the_grammar_and_forbidden_token():
     mask = masks(state)
     assert state.forbidden_token == 9
     assert not mask[9] and mask[8] and mask[OFFSET_START]
+    assert not mask[OFFSET_START + 1]  # an offset-only vertex here would repeat the centre
     expected = state.allowed().copy()
-    expected[9] = False
+    expected[[9, OFFSET_START + 1]] = False
     assert np.array_equal(mask.numpy(), expected)
     assert masks(state) is mask  # cached, not rebuilt
 

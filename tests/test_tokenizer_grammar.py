@@ -18,10 +18,7 @@ def sample_walk(rng: np.random.Generator, max_tokens: int) -> list[int]:
     (degenerate and duplicate faces, revisited blocks)."""
     state, tokens = GrammarState(), []
     while state.kind != Kind.DONE and len(tokens) < max_tokens:
-        allowed = state.allowed().copy()
-        if state.forbidden_token >= 0:
-            allowed[state.forbidden_token] = False
-        choices = np.flatnonzero(allowed)
+        choices = np.flatnonzero(state.sampling_mask())
         if state.kind == Kind.IN_FAN and rng.random() < 0.08:
             token = vocab.EOS
         elif rng.random() < 0.5:
@@ -76,3 +73,32 @@ def test_state_transitions_and_forbidden_block():
         state.advance(9)
     with pytest.raises(ValueError):
         state.advance(vocab.BOS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_sampling_mask_never_repeats_a_vertex_of_the_face_being_made(seed):
+    """Walks under the sampling mask (biased towards a few tokens, so vertices would repeat
+    often) never emit a zero-area fan face nor the previous fan face reversed."""
+    tokens = sample_walk(np.random.default_rng(seed), 120)
+    decoder = IncrementalDecoder()
+    previous = None
+    for token in tokens:
+        if token >= vocab.PATCH_START:
+            previous = None  # a new fan
+        for face in decoder.push(token):
+            corners = {tuple(c) for c in face.tolist()}
+            assert len(corners) == 3
+            assert previous is None or corners != previous
+            previous = corners
+
+
+def test_repeated_vertices_still_decode_though_samplers_never_pick_them():
+    block, a, b = 9, vocab.OFFSET_START + 1, vocab.OFFSET_START + 2
+    centre_then_a_b_a = [vocab.PATCH_START + block, vocab.OFFSET_START, a, b, a, vocab.EOS]
+    state = GrammarState()
+    for token in centre_then_a_b_a[:4]:
+        state.advance(token)
+    assert state.repeating_offsets() == (vocab.OFFSET_START, a, b)
+    assert not state.sampling_mask()[a] and state.is_allowed(a)
+    assert len(decode(centre_then_a_b_a).faces) == 1  # the reversed repeat adds no face

@@ -1,13 +1,15 @@
 """Grammar masks as device tensors, cached so the per-token cost is a dict lookup.
 
-A grammar state's allowed set is its kind's class mask minus at most one forbidden block token
-(the previous vertex's block), so a mask is keyed by (kind, forbidden token): at most a few
-thousand small masks, built lazily, never copied from the host again."""
+A state's sampling mask is its kind's class mask minus at most one block token (the previous
+vertex's block) and at most three offset tokens (those repeating a vertex of the face being
+made), so masks are keyed by `GrammarState.mask_key()`. One `GrammarMasks` serves one
+generation: at most a few thousand small masks, built lazily, each copied to the device once."""
 
 from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -17,23 +19,29 @@ from backend.tokenizer.grammar import GrammarState
 class GrammarMasks:
     def __init__(self, device: torch.device | str) -> None:
         self.device = torch.device(device)
-        self._masks: dict[tuple[int, int], Tensor] = {}
+        self._masks: dict[tuple, Tensor] = {}
+        self._allowed_ids: dict[tuple, np.ndarray] = {}
 
     @staticmethod
-    def key(state: GrammarState) -> tuple[int, int]:
+    def key(state: GrammarState) -> tuple:
         """States with equal keys allow the same tokens."""
-        return int(state.kind), state.forbidden_token
+        return state.mask_key()
 
     def __call__(self, state: GrammarState) -> Tensor:
         """Bool mask (V,) of the tokens `state` allows, on `self.device`."""
         key = self.key(state)
         mask = self._masks.get(key)
         if mask is None:
-            allowed = state.allowed().copy()
-            if key[1] >= 0:
-                allowed[key[1]] = False
-            mask = self._masks[key] = torch.from_numpy(allowed).to(self.device)
+            mask = self._masks[key] = torch.from_numpy(state.sampling_mask()).to(self.device)
         return mask
+
+    def allowed_ids(self, state: GrammarState) -> np.ndarray:
+        """Token ids `state` allows, ascending, on the host (for drafting done in numpy)."""
+        key = self.key(state)
+        ids = self._allowed_ids.get(key)
+        if ids is None:
+            ids = self._allowed_ids[key] = np.flatnonzero(state.sampling_mask())
+        return ids
 
 
 def clone_state(state: GrammarState) -> GrammarState:

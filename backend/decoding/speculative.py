@@ -224,7 +224,7 @@ def probability_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMas
     frontier: list[Leaf] = [((), 1.0, [clone_state(state)])]
     for logits in head_logits:
         # One batched distribution + top-k per level: a row per distinct grammar mask.
-        groups: dict[tuple[int, int], GrammarState] = {}
+        groups: dict[tuple, GrammarState] = {}
         for path, _, states in frontier:
             if not _ended(path):
                 groups.setdefault(GrammarMasks.key(states[-1]), states[-1])

@@ -17,6 +17,7 @@ import heapq
 import itertools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -47,17 +48,21 @@ class DraftTree:
 
     def accepted_path(self, probs: Tensor, delta: float) -> list[int]:
         """Rows of the longest chain the backbone accepts, walking down from x_n: at each row the
-        child whose token has the highest backbone probability p (row's distribution), if p > delta."""
+        child whose token has the highest backbone probability p (row's distribution), if p > delta.
+        One gather brings every node's p to the host; the walk itself is plain Python."""
+        if not self.tokens:
+            return []
+        parents = torch.tensor(self.parents, device=probs.device)
+        node_p = probs[parents, torch.tensor(self.tokens, device=probs.device)].tolist()
         children: dict[int, list[int]] = {}
         for node, parent in enumerate(self.parents):
-            children.setdefault(parent, []).append(node + 1)
+            children.setdefault(parent, []).append(node)
         path, row = [], 0
         while row in children:
-            p = probs[row, [self.tokens[c - 1] for c in children[row]]]
-            best = int(p.argmax())
-            if not float(p[best]) > delta:
+            best = max(children[row], key=node_p.__getitem__)  # the first of equals, like argmax
+            if not node_p[best] > delta:
                 break
-            row = children[row][best]
+            row = best + 1
             path.append(row)
         return path
 
@@ -65,20 +70,21 @@ class DraftTree:
 def build_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks, sampling: SamplingConfig,
                k: int, budget: int) -> DraftTree:
     """The `budget` likeliest nodes of the top-`k` tree over the heads' distributions [L, V]
-    (head d gives depth d + 1), every node under the grammar state its path reaches."""
+    (head d gives depth d + 1), every node under the grammar state its path reaches. The heads'
+    logits come to the host once and the search runs in numpy: a handful of tiny kernels and a
+    device sync per node would cost more than the search itself."""
     temperature = 1.0 if sampling.greedy else sampling.temperature
-    tops: dict[tuple[int, tuple[int, int]], list[tuple[float, int]]] = {}
+    logits = head_logits.float().cpu().numpy() / temperature
+    tops: dict[tuple[int, tuple], list[tuple[float, int]]] = {}
     order = itertools.count()  # tie-breaker, so the heap never compares states
     heap: list[tuple[float, int, int, int, int, GrammarState]] = []
 
     def push_children(row: int, path_state: GrammarState, weight: float, depth: int) -> None:
-        if depth > head_logits.shape[0]:
+        if depth > len(logits):
             return
         key = (depth, GrammarMasks.key(path_state))
         if key not in tops:
-            logits = head_logits[depth - 1].float().masked_fill(~masks(path_state), float("-inf"))
-            values, index = (logits / temperature).softmax(-1).topk(k)
-            tops[key] = [(p, t) for p, t in zip(values.tolist(), index.tolist()) if p > 0]
+            tops[key] = top_k_probabilities(logits[depth - 1], masks.allowed_ids(path_state), k)
         for p, token in tops[key]:
             if weight * p >= PRUNE:
                 heapq.heappush(heap, (-weight * p, next(order), row, depth, token, path_state))
@@ -97,3 +103,14 @@ def build_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks, sa
         if token != EOS:
             push_children(len(tokens), node_state, -neg_weight, depth + 1)
     return DraftTree(tokens, parents, torch.stack(node_masks))
+
+
+def top_k_probabilities(logits: np.ndarray, allowed: np.ndarray, k: int) -> list[tuple[float, int]]:
+    """(p, token) of the k likeliest tokens, likeliest first, of softmax(logits) restricted to the
+    `allowed` token ids; tokens whose p underflows to 0 are left out."""
+    values = logits[allowed]
+    probs = np.exp(values - values.max())
+    probs /= probs.sum()
+    pick = np.argpartition(-probs, k - 1)[:k] if len(probs) > k else np.arange(len(probs))
+    pick = pick[np.argsort(-probs[pick], kind="stable")]
+    return [(float(probs[i]), int(allowed[i])) for i in pick if probs[i] > 0]

@@ -6,7 +6,14 @@ tokens always produces a sequence that `decode` accepts.
     IN_FAN -patch-start-> AFTER_PATCH_START ;  IN_FAN -EOS-> DONE
 
 `allowed()` is one cached mask per `kind`; the only state-dependent exclusion, the block
-token equal to the previous vertex's block (the encoder omits it), is `forbidden_token`."""
+token equal to the previous vertex's block (the encoder omits it), is `forbidden_token`.
+
+`sampling_mask()` narrows that further for samplers: it also leaves out the offset tokens that
+would repeat a vertex of the face being made (the fan's centre, its previous vertex, or the one
+before, which would make a zero-area face or the previous face reversed). Such sequences still
+decode, so `advance` accepts them, but they add no face. An undertrained model falls into loops
+of exactly these tokens (two vertices alternating for hundreds of tokens without a new face);
+ruling them out at sampling time makes it go on with a real face instead."""
 
 from __future__ import annotations
 
@@ -58,12 +65,15 @@ class GrammarState:
     """Tracks the grammar position; `block` is the block the next offset token belongs to
     (the pending block token, or else the previous vertex's block)."""
 
-    __slots__ = ("kind", "block", "patch_vertices")
+    __slots__ = ("kind", "block", "patch_vertices", "face_vertices")
 
     def __init__(self) -> None:
         self.kind = Kind.START
         self.block = -1
         self.patch_vertices = 0  # vertices completed in the current patch, centre included
+        # (block, offset token) of the vertices the next vertex makes a face with: the centre,
+        # then the last two chain vertices. A tuple, so copies of a state never share it.
+        self.face_vertices: tuple[tuple[int, int], ...] = ()
 
     def allowed(self) -> np.ndarray:
         """Read-only bool mask (VOCAB_SIZE,) of the token classes allowed now."""
@@ -73,6 +83,24 @@ class GrammarState:
     def forbidden_token(self) -> int:
         """Block token that repeats the previous vertex's block (never emitted), or -1."""
         return self.block if self.kind in _AFTER_VERTEX else -1
+
+    def repeating_offsets(self) -> tuple[int, ...]:
+        """Offset tokens that would complete a vertex of `face_vertices` now (sorted)."""
+        if self.kind not in _AFTER_VERTEX and self.kind != Kind.AFTER_BLOCK:
+            return ()
+        return tuple(sorted({offset for block, offset in self.face_vertices if block == self.block}))
+
+    def mask_key(self) -> tuple[int, int, tuple[int, ...]]:
+        """States with equal keys have equal sampling masks."""
+        return int(self.kind), self.forbidden_token, self.repeating_offsets()
+
+    def sampling_mask(self) -> np.ndarray:
+        """Bool mask (VOCAB_SIZE,) of the tokens a sampler may pick now (a fresh array)."""
+        mask = MASKS[self.kind].copy()
+        if self.forbidden_token >= 0:
+            mask[self.forbidden_token] = False
+        mask[list(self.repeating_offsets())] = False
+        return mask
 
     def is_allowed(self, token: int) -> bool:
         return 0 <= token < VOCAB_SIZE and bool(MASKS[self.kind][token]) and token != self.forbidden_token
@@ -88,9 +116,16 @@ class GrammarState:
         elif token < PATCH_START:
             self.patch_vertices += 1
             self.kind = _AFTER_VERTEX[min(self.patch_vertices, 3) - 1]
+            vertex = (self.block, token)
+            if self.patch_vertices == 1:  # the centre
+                self.face_vertices = (vertex,)
+            else:  # the centre, the previous chain vertex, this one
+                centre, *chain = self.face_vertices
+                self.face_vertices = (centre, *chain[-1:], vertex)
         elif token < EOS:
             self.block = token - PATCH_START
             self.patch_vertices = 0
+            self.face_vertices = ()
             self.kind = Kind.AFTER_PATCH_START
         else:
             self.kind = Kind.DONE
