@@ -22,14 +22,9 @@ class GrammarMasks:
         self._masks: dict[tuple, Tensor] = {}
         self._allowed_ids: dict[tuple, np.ndarray] = {}
 
-    @staticmethod
-    def key(state: GrammarState) -> tuple:
-        """States with equal keys allow the same tokens."""
-        return state.mask_key()
-
     def __call__(self, state: GrammarState) -> Tensor:
         """Bool mask (V,) of the tokens `state` allows, on `self.device`."""
-        key = self.key(state)
+        key = state.mask_key()
         mask = self._masks.get(key)
         if mask is None:
             mask = self._masks[key] = torch.from_numpy(state.sampling_mask()).to(self.device)
@@ -37,7 +32,7 @@ class GrammarMasks:
 
     def allowed_ids(self, state: GrammarState) -> np.ndarray:
         """Token ids `state` allows, ascending, on the host (for drafting done in numpy)."""
-        key = self.key(state)
+        key = state.mask_key()
         ids = self._allowed_ids.get(key)
         if ids is None:
             ids = self._allowed_ids[key] = np.flatnonzero(state.sampling_mask())

@@ -227,7 +227,7 @@ def probability_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMas
         groups: dict[tuple, GrammarState] = {}
         for path, _, states in frontier:
             if not _ended(path):
-                groups.setdefault(GrammarMasks.key(states[-1]), states[-1])
+                groups.setdefault(states[-1].mask_key(), states[-1])
         if not groups:
             break
         mask = torch.stack([masks(s) for s in groups.values()])
@@ -239,7 +239,7 @@ def probability_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMas
             if _ended(path):
                 children.append((path, weight, states))
                 continue
-            for p, token in zip(*top[GrammarMasks.key(states[-1])]):
+            for p, token in zip(*top[states[-1].mask_key()]):
                 if weight * p < prune:
                     continue
                 child = clone_state(states[-1])

@@ -82,7 +82,7 @@ def build_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks, sa
     def push_children(row: int, path_state: GrammarState, weight: float, depth: int) -> None:
         if depth > len(logits):
             return
-        key = (depth, GrammarMasks.key(path_state))
+        key = (depth, path_state.mask_key())
         if key not in tops:
             tops[key] = top_k_probabilities(logits[depth - 1], masks.allowed_ids(path_state), k)
         for p, token in tops[key]:
