@@ -3,13 +3,15 @@
 # backbone's per-pass cost, and the bench sweeps on CUDA; logs and results come back packed.
 # The machine has its own python3 with torch; the packages it lacks travel as wheels in .whl/
 # (trimesh, rtree, manifold3d, fast-simplification for Python 3.12).
-# Sizes: N_DRAFT inputs for the draft sweep, N_SWEEP for the delta/heads sweeps. Everything is
+# Sizes: N_DRAFT inputs for the draft sweep (QUICK=1: only AR, tree, IS, PTS K_s 2), N_SWEEP for
+# the delta/heads sweeps (0 skips them). Everything is
 # packed into $OUT/device_results.tgz after each stage, so a stage cut short loses only itself.
 set -u
 OUT=${OUT:?set OUT to the results folder}
 DEVICE=${DEVICE:-cuda}
 N_DRAFT=${N_DRAFT:-12}
 N_SWEEP=${N_SWEEP:-6}
+QUICK=${QUICK:-0}
 RES=$(mktemp -d)
 export PYTHONUNBUFFERED=1
 if [ -d .whl ]; then
@@ -30,8 +32,9 @@ stage() {  # stage NAME SECONDS COMMAND...: time-boxed, logged to NAME.log
 stage cuda_tests 150 python3 -m pytest -q -p no:cacheprovider -m cuda -rs \
   tests/test_model.py tests/test_speculative.py tests/test_pipeline.py tests/test_train.py
 stage model_speed 60 python3 benchmarks/model_speed.py --device "$DEVICE" --threads 4 --json "$RES/model_speed.json"
-stage bench_draft 220 python3 -m backend bench --procedural "$N_DRAFT" --limit "$N_DRAFT" --sweeps draft \
-  --device "$DEVICE" --threads 4 --max-faces 150 --model models/default --out "$RES/draft"
-stage bench_sweeps 130 python3 -m backend bench --procedural "$N_SWEEP" --limit "$N_SWEEP" --sweeps delta,heads \
+stage bench_draft 260 python3 -m backend bench --procedural "$N_DRAFT" --limit "$N_DRAFT" --sweeps draft \
+  --device "$DEVICE" --threads 4 --max-faces 150 --model models/default --out "$RES/draft" \
+  $([ "$QUICK" = 1 ] && echo --quick)
+[ "$N_SWEEP" -gt 0 ] && stage bench_sweeps 130 python3 -m backend bench --procedural "$N_SWEEP" --limit "$N_SWEEP" --sweeps delta,heads \
   --device "$DEVICE" --threads 4 --max-faces 150 --model models/default --out "$RES/sweeps"
 tail -n 3 "$RES/cuda_tests.log"; cat "$RES/stages.txt"
