@@ -147,20 +147,20 @@ def sweep_configs(generator: Generator, base: GenerateOptions, sweeps: tuple[str
     # Name the head count explicitly so the D sweep's run at the model's D is the same run.
     spec = dataclasses.replace(base, mode="speculative", heads=base.heads or heads)
     top = min(heads, MAX_SWEEP_HEADS)
+    trees = (QUICK_TREES if quick else TREES) if base.verify == "threshold" else ()  # trees: threshold only
     drafts = ([("IS", {"draft": "is"})]
               + [(f"PTS(K_s={k})", {"draft": "pts", "pts_k": k}) for k in (QUICK_PTS_KS if quick else PTS_KS)]
-              + [(f"tree(K_s={k}, N={n})", {"draft": "tree", "pts_k": k, "tree_nodes": n})
-                 for k, n in (QUICK_TREES if quick else TREES)])
-    table = {
-        "main": [({}, ar), ({}, Config("speculative", generator, spec))],
-        "delta": [({"delta": d}, Config(f"delta={d}", generator, dataclasses.replace(spec, delta=d)))
-                  for d in (QUICK_DELTAS if quick else DELTAS)],
-        "heads": [({"heads": h}, Config(f"D={h}", generator, dataclasses.replace(spec, heads=h)))
-                  for h in (sorted({1, top}) if quick else range(1, top + 1))],
-        "draft": [({"draft": name}, Config(name, generator, dataclasses.replace(spec, **changes)))
-                  for name, changes in drafts],
+              + [(f"tree(K_s={k}, N={n})", {"draft": "tree", "pts_k": k, "tree_nodes": n}) for k, n in trees])
+    table = {  # built lazily: only the chosen tables' options are made (and validated)
+        "main": lambda: [({}, ar), ({}, Config("speculative", generator, spec))],
+        "delta": lambda: [({"delta": d}, Config(f"delta={d}", generator, dataclasses.replace(spec, delta=d)))
+                          for d in (QUICK_DELTAS if quick else DELTAS)],
+        "heads": lambda: [({"heads": h}, Config(f"D={h}", generator, dataclasses.replace(spec, heads=h)))
+                          for h in (sorted({1, top}) if quick else range(1, top + 1))],
+        "draft": lambda: [({"draft": name}, Config(name, generator, dataclasses.replace(spec, **changes)))
+                          for name, changes in drafts],
     }
-    return {name: rows for name, rows in table.items() if name == "main" or name in sweeps}
+    return {name: rows() for name, rows in table.items() if name == "main" or name in sweeps}
 
 
 def run_bench(

@@ -102,3 +102,16 @@ def test_markdown_handles_ar_only_reports():
               "base_options": {"seed": 0, "max_faces": 10, "temperature": 0.5, "greedy": False, "verify": "threshold"}}
     text = markdown(report)
     assert "| AR | 1.00 | 10.0 | 100 |" in text and "n/a" in text
+
+
+def test_exact_verification_sweeps_leave_out_trees(tiny_model_dir):
+    """Trees verify by threshold only, so a draft sweep under `--verify exact` has no tree rows
+    (and the tables not asked for are never built)."""
+    from backend.benchmark import sweep_configs
+    from backend.decoding.pipeline import GenerateOptions, Generator
+
+    generator = Generator.load(tiny_model_dir, device="cpu")
+    table = sweep_configs(generator, GenerateOptions(draft="is", verify="exact"), ("draft",), quick=True)
+    assert set(table) == {"main", "draft"}
+    assert [row["draft"] for row, _ in table["draft"]] == ["IS", "PTS(K_s=2)"]
+    assert all(config.options.verify == "exact" for _, config in table["draft"])
