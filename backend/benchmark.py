@@ -147,10 +147,10 @@ def sweep_configs(generator: Generator, base: GenerateOptions, sweeps: tuple[str
     # Name the head count explicitly so the D sweep's run at the model's D is the same run.
     spec = dataclasses.replace(base, mode="speculative", heads=base.heads or heads)
     top = min(heads, MAX_SWEEP_HEADS)
-    trees = (QUICK_TREES if quick else TREES) if base.verify == "threshold" else ()  # trees: threshold only
     drafts = ([("IS", {"draft": "is"})]
               + [(f"PTS(K_s={k})", {"draft": "pts", "pts_k": k}) for k in (QUICK_PTS_KS if quick else PTS_KS)]
-              + [(f"tree(K_s={k}, N={n})", {"draft": "tree", "pts_k": k, "tree_nodes": n}) for k, n in trees])
+              + [(f"tree(K_s={k}, N={n})", {"draft": "tree", "pts_k": k, "tree_nodes": n})
+                 for k, n in (QUICK_TREES if quick else TREES)])
     table = {  # built lazily: only the chosen tables' options are made (and validated)
         "main": lambda: [({}, ar), ({}, Config("speculative", generator, spec))],
         "delta": lambda: [({"delta": d}, Config(f"delta={d}", generator, dataclasses.replace(spec, delta=d)))

@@ -104,14 +104,13 @@ def test_markdown_handles_ar_only_reports():
     assert "| AR | 1.00 | 10.0 | 100 |" in text and "n/a" in text
 
 
-def test_exact_verification_sweeps_leave_out_trees(tiny_model_dir):
-    """Trees verify by threshold only, so a draft sweep under `--verify exact` has no tree rows
-    (and the tables not asked for are never built)."""
+def test_sweeps_build_only_the_tables_asked_for(tiny_model_dir):
+    """Only the chosen tables are made, and they keep the base verification (trees included)."""
     from backend.benchmark import sweep_configs
     from backend.decoding.pipeline import GenerateOptions, Generator
 
     generator = Generator.load(tiny_model_dir, device="cpu")
-    table = sweep_configs(generator, GenerateOptions(draft="is", verify="exact"), ("draft",), quick=True)
+    table = sweep_configs(generator, GenerateOptions(verify="exact"), ("draft",), quick=True)
     assert set(table) == {"main", "draft"}
-    assert [row["draft"] for row, _ in table["draft"]] == ["IS", "PTS(K_s=2)"]
+    assert [row["draft"] for row, _ in table["draft"]] == ["IS", "PTS(K_s=2)", "tree(K_s=2, N=8)"]
     assert all(config.options.verify == "exact" for _, config in table["draft"])

@@ -110,7 +110,6 @@ def test_same_seed_same_mesh(tmp_path, tiny_model_dir, input_mesh):
         (["cloud.npy", "-o", "x.obj", "--delta", "1.5"], "delta"),
         (["cloud.npy", "-o", "x.obj", "--max-faces", "0"], "max_faces"),
         (["cloud.npy", "-o", "x.obj", "--threads", "0"], "--threads"),
-        (["cloud.npy", "-o", "x.obj", "--draft", "tree", "--verify", "exact"], "threshold"),
         (["cloud.npy", "-o", "x.obj", "--tree-nodes", "0"], "tree_nodes"),
     ],
 )

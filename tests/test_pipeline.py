@@ -146,7 +146,7 @@ def test_bad_inputs_raise_value_error(generator, points, normals):
 
 
 @pytest.mark.parametrize("kwargs", [{"mode": "beam"}, {"delta": 2.0}, {"heads": 0}, {"draft": "beam"},
-                                    {"draft": "tree", "verify": "exact"}, {"tree_nodes": 0}, {"verify": "lossy"},
+                                    {"tree_nodes": 0}, {"verify": "lossy"},
                                     {"temperature": 0.0}, {"max_faces": 0}, {"top_p": 0.0}])
 def test_bad_options_raise_value_error(kwargs):
     with pytest.raises(ValueError):

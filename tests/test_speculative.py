@@ -214,7 +214,7 @@ def chi_square_p(expected: dict, counts: Counter, runs: int) -> float:
     return float(chisquare(observed, [expected[k] * runs for k in keys]).pvalue)
 
 
-@pytest.mark.parametrize("draft", ["is", "pts"])
+@pytest.mark.parametrize("draft", ["is", "pts", "tree"])
 def test_exact_verification_preserves_the_backbone_distribution(tiny, draft):
     model, _ = tiny
     lat = latents(model, 6)
@@ -341,14 +341,16 @@ def test_tree_sees_siblings_apart(tiny):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("verify", ["threshold", "exact"])
 @pytest.mark.parametrize("k, nodes", [(2, 4), (3, 8)])
-def test_greedy_tree_equals_ar_greedy_with_random_heads(tiny, k, nodes, device):
+def test_greedy_tree_equals_ar_greedy_with_random_heads(tiny, k, nodes, verify, device):
     model, heads = on(device, tiny)
     for seed, num_heads in itertools.product(range(2), (1, 4)):
         lat = latents(model, seed)
         expected = ar_tokens(model, lat, GREEDY, 40)
         passes = list(stream_speculative(model, heads, lat, GREEDY, 40, make_generator(seed), delta=0.5,
-                                         num_heads=num_heads, draft="tree", pts_k=k, tree_nodes=nodes))
+                                         num_heads=num_heads, draft="tree", pts_k=k, tree_nodes=nodes,
+                                         verify=verify))
         assert [t for p in passes for t in p] == expected
         assert all(1 <= len(p) <= num_heads + 1 for p in passes)
 

@@ -69,8 +69,6 @@ class GenerateOptions:
             raise ValueError(f"delta must be in [0, 1], got {self.delta}")
         if not 1 <= self.tree_nodes <= 64:
             raise ValueError(f"tree_nodes must be in 1..64, got {self.tree_nodes}")
-        if self.draft == "tree" and self.verify != "threshold":
-            raise ValueError("draft 'tree' supports verify 'threshold' only")
         if self.heads is not None and self.heads < 1:
             raise ValueError(f"heads must be >= 1 (or None for all), got {self.heads}")
         if self.max_faces < 1:

@@ -22,8 +22,9 @@ p and q are the distributions the sampler draws from (grammar mask, temperature,
 Drafting ("draft"): "is" samples each head independently; "pts" builds the tree of each head's
 top-K_s tokens, prunes paths whose probability product falls below 1e-5, and samples one whole
 path by its product; "tree" sends the `tree_nodes` likeliest nodes of that top-K_s tree to the
-backbone at once and accepts the longest chain of it (`backend/decoding/tree.py`; threshold
-verification only). Every draft is sampled under the grammar state its predecessors reach."""
+backbone at once and accepts the longest chain of it (`backend/decoding/tree.py`); with
+"exact" the tree is verified by drawing the backbone's own token at each node and following the
+child that drafted it, which is lossless. Every draft is sampled under the grammar state its predecessors reach."""
 
 from __future__ import annotations
 
@@ -73,8 +74,6 @@ class SpeculativeDecoder:
             raise ValueError(f"delta must be in [0, 1], got {delta}")
         if draft in ("pts", "tree") and not 1 <= pts_k <= 16:
             raise ValueError(f"pts_k must be in 1..16, got {pts_k}")
-        if draft == "tree" and verify != "threshold":
-            raise ValueError("tree drafts support threshold verification only")
         if draft == "tree" and not 1 <= tree_nodes <= 64:
             raise ValueError(f"tree_nodes must be in 1..64, got {tree_nodes}")
         self.model, self.heads, self.latents = model, heads, latents
@@ -141,7 +140,10 @@ class SpeculativeDecoder:
         fed = torch.tensor([[self.tokens[-1], *tree.tokens]], device=self.latents.device)
         logits, hidden = self.model(fed, cache=self.cache, tree=tree.attention())
         probs = distribution(logits[0], tree.masks, self.sampling)
-        path = tree.accepted_path(probs, self.delta)
+        if self.verify == "exact":
+            path, extra = tree.sampled_path(probs, self.generator)
+        else:
+            path, extra = tree.accepted_path(probs, self.delta), None
         # The accepted nodes sit at slots n + row; move them to n + depth, then forget the rest.
         rows, depths = [n + r for r in path], [n + 1 + i for i in range(len(path))]
         if rows != depths:
@@ -150,8 +152,11 @@ class SpeculativeDecoder:
         self.cache.pos = n + 1 + len(path)
         accepted = [tree.tokens[r - 1] for r in path]
         last = path[-1] if path else 0
-        extra = [] if accepted and accepted[-1] == EOS else [int(sample(probs[last], self.generator))]
-        return self._accept(accepted + extra, hidden[:, last])
+        if accepted and accepted[-1] == EOS:
+            return self._accept(accepted, hidden[:, last])
+        if extra is None:  # threshold: the backbone samples the position after the accepted branch
+            extra = int(sample(probs[last], self.generator))
+        return self._accept([*accepted, extra], hidden[:, last])
 
     def _verify(self, draft: Draft, probs: Tensor) -> list[int]:
         count = len(draft.tokens)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from backend.decoding.grammar_mask import GrammarMasks, clone_state
-from backend.decoding.sampling import SamplingConfig
+from backend.decoding.sampling import SamplingConfig, sample
 from backend.tokenizer.grammar import GrammarState
 from backend.tokenizer.vocab import EOS
 
@@ -65,6 +65,23 @@ class DraftTree:
             row = best + 1
             path.append(row)
         return path
+
+
+    def sampled_path(self, probs: Tensor, generator: torch.Generator | None) -> tuple[list[int], int]:
+        """Lossless verification ("exact"): draw the backbone's own token at every row (one draw
+        per row, made together), follow the child that drafted the draw, and stop at the first
+        row whose draw no child drafted. Returns the accepted rows and the token drawn at the last
+        row, which comes next. Every token is a sample of the backbone's distribution given the
+        accepted prefix, as in AR decoding; the tree only decides how many arrive in one pass."""
+        draws = sample(probs, generator).tolist()
+        children: dict[int, dict[int, int]] = {}  # row -> {drafted token: child row}
+        for node, (parent, token) in enumerate(zip(self.parents, self.tokens)):
+            children.setdefault(parent, {})[token] = node + 1
+        path, row = [], 0
+        while draws[row] in children.get(row, {}):
+            row = children[row][draws[row]]
+            path.append(row)
+        return path, draws[row]
 
 
 def build_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks, sampling: SamplingConfig,
