@@ -24,7 +24,8 @@ top-K_s tokens, prunes paths whose probability product falls below 1e-5, and sam
 path by its product; "tree" sends the `tree_nodes` likeliest nodes of that top-K_s tree to the
 backbone at once and accepts the longest chain of it (`backend/decoding/tree.py`); with
 "exact" the tree is verified by drawing the backbone's own token at each node and following the
-child that drafted it, which is lossless. Every draft is sampled under the grammar state its predecessors reach."""
+child that drafted it, which is lossless. Every draft is sampled under the grammar state its
+predecessors reach."""
 
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 forward pass, instead of a single drafted path (tree attention as in SpecInfer and Medusa, here
 on XSpecMesh's heads). When the best draft is rejected, a sibling can still be accepted.
 
-Why it pays on a CPU: a forward over 9 tokens costs only 0-40 % more than one over 5
-(`benchmarks/model_speed.py`), while every extra accepted token saves a whole pass.
+Why it pays: a forward over 9 tokens costs only 0-40 % more than one over 5 on the CPU and about
+the same on a GPU (`benchmarks/model_speed.py`), while every extra accepted token saves a pass.
+The tree is verified by threshold (`accepted_path`) or losslessly (`sampled_path`).
 
 Nodes are chosen best-first by the product of the heads' probabilities along their path (softmax
 of the grammar-masked head logits at the sampling temperature, 1 for greedy decoding, so that
@@ -46,26 +47,29 @@ class DraftTree:
             visible[node + 1] |= visible[parent]
         return visible
 
+    def children(self) -> dict[int, dict[int, int]]:
+        """Row -> {drafted token: child row}, children in node order (siblings' tokens differ)."""
+        children: dict[int, dict[int, int]] = {}
+        for node, (parent, token) in enumerate(zip(self.parents, self.tokens)):
+            children.setdefault(parent, {})[token] = node + 1
+        return children
+
     def accepted_path(self, probs: Tensor, delta: float) -> list[int]:
-        """Rows of the longest chain the backbone accepts, walking down from x_n: at each row the
-        child whose token has the highest backbone probability p (row's distribution), if p > delta.
-        One gather brings every node's p to the host; the walk itself is plain Python."""
+        """Threshold verification: rows of the longest chain the backbone accepts, walking down
+        from x_n: at each row the child whose token has the highest backbone probability p (row's
+        distribution), if p > delta. One gather brings every node's p to the host."""
         if not self.tokens:
             return []
         parents = torch.tensor(self.parents, device=probs.device)
-        node_p = probs[parents, torch.tensor(self.tokens, device=probs.device)].tolist()
-        children: dict[int, list[int]] = {}
-        for node, parent in enumerate(self.parents):
-            children.setdefault(parent, []).append(node)
-        path, row = [], 0
+        node_p = [0.0, *probs[parents, torch.tensor(self.tokens, device=probs.device)].tolist()]  # by row
+        children, path, row = self.children(), [], 0
         while row in children:
-            best = max(children[row], key=node_p.__getitem__)  # the first of equals, like argmax
+            best = max(children[row].values(), key=node_p.__getitem__)  # the first of equals, like argmax
             if not node_p[best] > delta:
                 break
-            row = best + 1
+            row = best
             path.append(row)
         return path
-
 
     def sampled_path(self, probs: Tensor, generator: torch.Generator | None) -> tuple[list[int], int]:
         """Lossless verification ("exact"): draw the backbone's own token at every row (one draw
@@ -74,10 +78,7 @@ class DraftTree:
         row, which comes next. Every token is a sample of the backbone's distribution given the
         accepted prefix, as in AR decoding; the tree only decides how many arrive in one pass."""
         draws = sample(probs, generator).tolist()
-        children: dict[int, dict[int, int]] = {}  # row -> {drafted token: child row}
-        for node, (parent, token) in enumerate(zip(self.parents, self.tokens)):
-            children.setdefault(parent, {})[token] = node + 1
-        path, row = [], 0
+        children, path, row = self.children(), [], 0
         while draws[row] in children.get(row, {}):
             row = children[row][draws[row]]
             path.append(row)
