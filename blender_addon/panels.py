@@ -37,8 +37,10 @@ class SPECMESH_PT_generate(bpy.types.Panel):
         col.enabled = session is None
         col.label(text="Speed ⟷ Quality")
         row = col.row(align=True)
+        row.active = not props.lossless  # greyed out: exact verification has no threshold
         row.prop(props, "quality", text="")
         row.label(text=f"δ {props.delta:.2f}")
+        col.prop(props, "lossless")
         col.prop(props, "heads")
         col.prop(props, "max_faces")
         col.prop(props, "seed")

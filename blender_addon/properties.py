@@ -6,12 +6,16 @@ further from what the backbone alone would make); high δ rejects more (slower, 
 autoregressive output). The slider maps linearly onto δ ∈ [DELTA_SPEED, DELTA_QUALITY]:
 0 -> 0.1, 0.5 -> 0.5 (the paper's setting), 1 -> 0.9. Outside that range speculation stops
 paying (δ near 0 accepts noise, δ near 1 accepts almost nothing).
+
+Lossless replaces the threshold by exact verification (speculative sampling): every token is a
+sample of the backbone's own distribution, so the mesh is what plain autoregressive decoding
+would give, at about the same tokens per pass; δ is then unused (docs/bench: `tree_exact`).
 """
 
 from __future__ import annotations
 
 import bpy
-from bpy.props import FloatProperty, IntProperty
+from bpy.props import BoolProperty, FloatProperty, IntProperty
 
 DELTA_SPEED = 0.1
 DELTA_QUALITY = 0.9
@@ -41,6 +45,10 @@ class SpecMeshSettings(bpy.types.PropertyGroup):
         name="Speed ⟷ Quality", subtype="FACTOR", min=0.0, max=1.0, get=_get_quality, set=_set_quality,
         description="Left: more drafted tokens accepted per step (faster). Right: closer to the "
                     "backbone's own output (slower). Sets δ from 0.1 to 0.9")
+    lossless: BoolProperty(
+        name="Lossless", default=False,
+        description="Verify drafts exactly: the same output distribution as plain autoregressive "
+                    "decoding, whatever the speed. Speed ⟷ Quality is then unused")
     heads: IntProperty(
         name="Heads", description="Drafting heads D used per step (0: plain autoregressive decoding)",
         default=4, min=0, max=8)

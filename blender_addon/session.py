@@ -37,10 +37,12 @@ class Settings:
     heads: int = 4
     max_faces: int = 2000
     seed: int = 0
+    lossless: bool = False  # exact verification: the backbone's own distribution, delta unused
 
     def request_fields(self) -> dict[str, Any]:
         return {"delta": float(self.delta), "heads": int(self.heads),
-                "max_faces": int(self.max_faces), "seed": int(self.seed)}
+                "max_faces": int(self.max_faces), "seed": int(self.seed),
+                "verify": "exact" if self.lossless else "threshold"}
 
 
 @dataclass

@@ -18,9 +18,9 @@ bpy = pytest.importorskip("bpy")
 pytestmark = pytest.mark.bpy
 
 
-def _settings(max_faces: int, heads: int = 4, seed: int = 0) -> None:
+def _settings(max_faces: int, heads: int = 4, seed: int = 0, lossless: bool = False) -> None:
     props = bpy.context.scene.specmesh
-    props.max_faces, props.heads, props.seed = max_faces, heads, seed
+    props.max_faces, props.heads, props.seed, props.lossless = max_faces, heads, seed, lossless
 
 
 def _tick_until(session, predicate, timeout: float = 90.0) -> None:
@@ -122,6 +122,16 @@ def test_execute_runs_synchronously_for_scripts(addon, monkey, how: str) -> None
     output = bpy.data.objects["Suzanne_retopo"]
     assert 0 < len(output.data.polygons) <= 8
     assert addon.runtime.session.progress.stats["mode"] == "ar"
+
+
+def test_lossless_asks_the_backend_for_exact_verification(addon, monkey) -> None:
+    _settings(max_faces=8, lossless=True)
+    assert bpy.ops.specmesh.generate("EXEC_DEFAULT") == {"FINISHED"}
+    stats = addon.runtime.session.progress.stats
+    assert stats["mode"] == "speculative" and stats["verify"] == "exact"
+    _settings(max_faces=8)
+    assert bpy.ops.specmesh.generate("EXEC_DEFAULT") == {"FINISHED"}
+    assert addon.runtime.session.progress.stats["verify"] == "threshold"
 
 
 @pytest.mark.parametrize("case, message", [

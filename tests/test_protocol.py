@@ -36,10 +36,12 @@ def test_valid_requests_parse() -> None:
     assert P.parse_request('{"op": "ping", "protocol": 1}') == P.Ping(None)
     assert P.parse_request('{"op": "cancel", "id": "g1"}') == P.Cancel("g1")
     assert P.parse_request('{"op": "shutdown"}') == P.Shutdown()
-    request = P.parse_request(_generate(delta=0.7, heads=2, max_faces=100, seed=3, mode="ar", greedy=True))
+    request = P.parse_request(_generate(delta=0.7, heads=2, max_faces=100, seed=3, mode="ar", greedy=True,
+                                         verify="exact"))
     assert isinstance(request, P.Generate) and request.id == "g1"
     assert request.points.shape == (32, 3) and request.points.dtype == np.float32
-    assert request.options == {"delta": 0.7, "heads": 2, "max_faces": 100, "seed": 3, "mode": "ar", "greedy": True}
+    assert request.options == {"delta": 0.7, "heads": 2, "max_faces": 100, "seed": 3, "mode": "ar", "greedy": True,
+                               "verify": "exact"}
 
 
 @pytest.mark.parametrize("line, code", [
@@ -79,6 +81,8 @@ def test_generate_field_errors() -> None:
     assert _code(_generate(heads=True)) == P.INVALID_FIELD
     assert _code(_generate(max_faces=0)) == P.INVALID_FIELD
     assert _code(_generate(mode="fast")) == P.INVALID_FIELD
+    assert _code(_generate(verify="lossless")) == P.INVALID_FIELD
+    assert _code(_generate(verify=1)) == P.INVALID_FIELD
     assert _code(_generate(greedy=1)) == P.INVALID_FIELD
     assert _code(_generate(id=None)) == P.INVALID_FIELD
 
@@ -114,3 +118,9 @@ def test_addon_speaks_the_same_protocol_version() -> None:
     from addon_fixtures import load_addon_module
 
     assert load_addon_module("client").PROTOCOL_VERSION == P.PROTOCOL_VERSION
+
+
+def test_verify_choices_are_the_decoders() -> None:
+    """The protocol keeps its own copy of the decoder's verification modes (it imports no torch)."""
+    from backend.decoding.speculative import VERIFY_MODES
+    assert P.VERIFY_MODES == VERIFY_MODES

@@ -279,6 +279,7 @@ class Generator:
             "stop_reason": stop_reason,
             "mode": "speculative" if self._speculative(options) else "ar",
             "heads_used": self._num_heads(options) if self._speculative(options) else 0,
+            "verify": options.verify if self._speculative(options) else None,
             "degenerate_dropped": assembler.degenerate,
             "duplicates_dropped": assembler.duplicates,
             "vertices": len(assembler.index),

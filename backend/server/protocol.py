@@ -81,8 +81,13 @@ _OPTION_RULES: dict[str, tuple[tuple[type, ...], float | None, float | None]] = 
     "top_p": (_NUMBER, 0.01, 1.0),
     "greedy": ((bool,), None, None),
     "mode": ((str,), None, None),
+    "verify": ((str,), None, None),
 }
 MODES = ("ar", "speculative")
+# How drafted tokens are accepted (backend.decoding.speculative.VERIFY_MODES; kept here so this
+# module needs no torch): by the threshold delta, or losslessly.
+VERIFY_MODES = ("threshold", "exact")
+_CHOICES = {"mode": MODES, "verify": VERIFY_MODES}
 _FIELDS = {
     "ping": {"op", "protocol", "id"},
     "cancel": {"op", "protocol", "id"},
@@ -188,8 +193,8 @@ def _option(name: str, value: Any) -> Any:
         raise ProtocolError(NOT_FINITE, f"'{name}' must be finite")
     if low is not None and not low <= value <= high:
         raise ProtocolError(INVALID_FIELD, f"'{name}' must be in [{low}, {high}], got {value}")
-    if name == "mode" and value not in MODES:
-        raise ProtocolError(INVALID_FIELD, f"'mode' must be one of {MODES}, got {value[:40]!r}")
+    if name in _CHOICES and value not in _CHOICES[name]:
+        raise ProtocolError(INVALID_FIELD, f"'{name}' must be one of {_CHOICES[name]}, got {value[:40]!r}")
     return value
 
 
