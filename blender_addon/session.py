@@ -40,9 +40,11 @@ class Settings:
     lossless: bool = False  # exact verification: the backbone's own distribution, delta unused
 
     def request_fields(self) -> dict[str, Any]:
-        return {"delta": float(self.delta), "heads": int(self.heads),
-                "max_faces": int(self.max_faces), "seed": int(self.seed),
-                "verify": "exact" if self.lossless else "threshold"}
+        fields = {"delta": float(self.delta), "heads": int(self.heads),
+                  "max_faces": int(self.max_faces), "seed": int(self.seed)}
+        if self.lossless:  # only then: a backend older than the `verify` field still serves the rest
+            fields["verify"] = "exact"
+        return fields
 
 
 @dataclass
