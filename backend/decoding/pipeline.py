@@ -277,9 +277,7 @@ class Generator:
             "valid": assembler.num_faces > 0,
             "scr": len(tokens) / passes if passes else 0.0,
             "stop_reason": stop_reason,
-            "mode": "speculative" if self._speculative(options) else "ar",
-            "heads_used": self._num_heads(options) if self._speculative(options) else 0,
-            "verify": options.verify if self._speculative(options) else None,
+            **self._decoding_stats(options),
             "degenerate_dropped": assembler.degenerate,
             "duplicates_dropped": assembler.duplicates,
             "vertices": len(assembler.index),
@@ -288,6 +286,12 @@ class Generator:
 
     def _speculative(self, options: GenerateOptions) -> bool:
         return options.mode == "speculative" and self.heads is not None
+
+    def _decoding_stats(self, options: GenerateOptions) -> dict[str, object]:
+        """What decoding ran: the mode after the no-heads fallback, the heads and the verification."""
+        if not self._speculative(options):
+            return {"mode": "ar", "heads_used": 0, "verify": None}
+        return {"mode": "speculative", "heads_used": self._num_heads(options), "verify": options.verify}
 
     def _num_heads(self, options: GenerateOptions) -> int:
         """Heads asked for, clamped to those trained (a UI slider may ask for more)."""
