@@ -14,7 +14,7 @@ from backend.decoding.tree import DraftTree, build_tree
 from backend.model.io import load_model
 from backend.tokenizer.bpt import decode
 from backend.tokenizer.grammar import GrammarState
-from backend.tokenizer.vocab import BOS, EOS
+from backend.tokenizer.vocab import BOS, EOS, OFFSET_START, PATCH_START, VOCAB_SIZE
 from devices import DEVICES
 
 GREEDY = SamplingConfig(greedy=True)
@@ -364,3 +364,16 @@ def test_build_tree_takes_the_likeliest_nodes_parents_first(tiny):
     assert all(parent <= node for node, parent in enumerate(tree.parents))
     assert len(tree.tokens) == 4 and tree.masks.shape == (5, 5122)
     assert set(tree.tokens) <= {4608, 4609, 600, 601}
+
+
+def test_a_drafted_eos_row_is_a_distribution():
+    """Nothing follows EOS, yet its tree row is verified with the rest: it must not be NaN."""
+    state = GrammarState()
+    for token in (PATCH_START + 9, OFFSET_START + 1, OFFSET_START + 2, OFFSET_START + 3):  # one face
+        state.advance(token)
+    logits = torch.full((2, VOCAB_SIZE), -30.0)
+    logits[0, EOS] = 5.0
+    tree = build_tree(logits, state, GrammarMasks("cpu"), SamplingConfig(temperature=1.0), k=2, budget=4)
+    eos_row = tree.tokens.index(EOS) + 1
+    probs = distribution(torch.randn(tree.rows, VOCAB_SIZE), tree.masks, SamplingConfig())
+    assert torch.isfinite(probs).all() and probs[eos_row, EOS] == 1.0

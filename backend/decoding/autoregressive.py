@@ -48,7 +48,7 @@ def stream_ar(model: MeshTransformer, latents: Tensor, sampling: SamplingConfig,
 def generate_ar_batch(model: MeshTransformer, points: np.ndarray | Tensor, normals: np.ndarray | Tensor,
                       sampling: SamplingConfig, max_tokens: int, seed: int) -> list[np.ndarray]:
     """Sample one sequence per condition (points, normals [B, N, 3], already normalized) in
-    lockstep. Finished rows keep being fed EOS and are ignored; the loop ends when every row has
+    lockstep. Finished rows keep being fed EOS (their grammar mask allows only EOS) and are ignored; the loop ends when every row has
     finished or `max_tokens` is reached. Each returned int64 array ends with EOS if it finished."""
     weight = next(model.parameters())
     device = weight.device
@@ -62,8 +62,6 @@ def generate_ar_batch(model: MeshTransformer, points: np.ndarray | Tensor, norma
     latents = model.encode_points(points, normals)
     cache = model.new_cache(batch, limit, latents)
     masks = GrammarMasks(device)
-    eos_only = torch.zeros(model.config.vocab_size, dtype=torch.bool, device=device)
-    eos_only[EOS] = True
     generator = make_generator(seed)
     states = [GrammarState() for _ in range(batch)]
     rows: list[list[int]] = [[] for _ in range(batch)]
@@ -71,7 +69,7 @@ def generate_ar_batch(model: MeshTransformer, points: np.ndarray | Tensor, norma
     fed = torch.full((batch, 1), BOS, dtype=torch.long, device=device)
     for _ in range(limit):
         logits, _ = model(fed, cache=cache)
-        mask = torch.stack([masks(states[i]) if i in active else eos_only for i in range(batch)])
+        mask = torch.stack([masks(state) for state in states])
         fed = sample(distribution(logits[:, -1], mask, sampling), generator).view(batch, 1)
         for i, token in enumerate(fed.view(-1).tolist()):
             if i in active:

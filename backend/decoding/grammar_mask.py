@@ -3,7 +3,11 @@
 A state's sampling mask is its kind's class mask minus at most one block token (the previous
 vertex's block) and at most three offset tokens (those repeating a vertex of the face being
 made), so masks are keyed by `GrammarState.mask_key()`. One `GrammarMasks` serves one
-generation: at most a few thousand small masks, built lazily, each copied to the device once."""
+generation: at most a few thousand small masks, built lazily, each copied to the device once.
+
+A finished sequence (after EOS) allows nothing, but rows conditioned on one still occur: a drafted
+EOS's row in a verify pass, a finished row in a batch. They get the EOS-only mask, so every row
+is a proper distribution and batched sampling stays free of NaNs; what is drawn there is never used."""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from backend.tokenizer.grammar import GrammarState
+from backend.tokenizer.grammar import GrammarState, Kind
+from backend.tokenizer.vocab import EOS
 
 
 class GrammarMasks:
@@ -23,11 +28,14 @@ class GrammarMasks:
         self._allowed_ids: dict[tuple, np.ndarray] = {}
 
     def __call__(self, state: GrammarState) -> Tensor:
-        """Bool mask (V,) of the tokens `state` allows, on `self.device`."""
+        """Bool mask (V,) of the tokens `state` allows, on `self.device` (EOS alone after EOS)."""
         key = state.mask_key()
         mask = self._masks.get(key)
         if mask is None:
-            mask = self._masks[key] = torch.from_numpy(state.sampling_mask()).to(self.device)
+            allowed = state.sampling_mask()
+            if state.kind == Kind.DONE:
+                allowed[EOS] = True
+            mask = self._masks[key] = torch.from_numpy(allowed).to(self.device)
         return mask
 
     def allowed_ids(self, state: GrammarState) -> np.ndarray:
