@@ -227,14 +227,9 @@ class Generator:
 
     def stream(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
                cancel: threading.Event | None = None) -> Iterator[Event]:
-        points, normals = check_cloud(points, normals)
         started = time.perf_counter()
-        normalization = Normalization.fit(points)
-        if normals is None:
-            normals = estimate_normals(points)
-        sample_points, sample_normals = resample(normalization.apply(points), normals,
-                                                 self.config.n_points, options.seed)
-        tokens_stream = self._decode(sample_points, sample_normals, options)
+        normalization, latents = self.encode(points, normals, options.seed)
+        tokens_stream = self._decode(latents, options)
 
         assembler = MeshAssembler(normalization)
         detok = IncrementalDecoder()
@@ -298,12 +293,22 @@ class Generator:
         trained = self.heads.num_heads if self.heads is not None else 0
         return trained if options.heads is None else min(options.heads, trained)
 
-    def _decode(self, points: np.ndarray, normals: np.ndarray, options: GenerateOptions) -> Iterator[list[int]]:
+    def encode(self, points: np.ndarray, normals: np.ndarray | None, seed: int) -> tuple[Normalization, torch.Tensor]:
+        """A point cloud in the caller's frame -> (its normalization, point latents [1, L, d]) as
+        generation sees it: BPT's normalization, normals estimated when missing, `seed` picking
+        the model's number of points."""
+        points, normals = check_cloud(points, normals)
+        normalization = Normalization.fit(points)
+        if normals is None:
+            normals = estimate_normals(points)
+        points, normals = resample(normalization.apply(points), normals, self.config.n_points, seed)
         dtype = next(self.model.parameters()).dtype
         with torch.inference_mode():
-            latents = self.model.encode_points(
-                torch.as_tensor(points, dtype=dtype, device=self.device)[None],
-                torch.as_tensor(normals, dtype=dtype, device=self.device)[None])
+            latents = self.model.encode_points(torch.as_tensor(points, dtype=dtype, device=self.device)[None],
+                                               torch.as_tensor(normals, dtype=dtype, device=self.device)[None])
+        return normalization, latents
+
+    def _decode(self, latents: torch.Tensor, options: GenerateOptions) -> Iterator[list[int]]:
         generator = make_generator(options.seed)
         max_tokens = token_limit(self.model, self.config.max_seq_len)
         if not self._speculative(options):
