@@ -6,7 +6,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from backend.cli import main
 from backend.model.heads import MLPHeads
@@ -15,7 +18,7 @@ from backend.tokenizer.vocab import PAD_LABEL
 from backend.data.dataset import MeshDataset
 from backend.training.batches import collate
 from backend.training.distill import (Distiller, DistillOptions, FrozenFeatures, LabelExamples, head_targets,
-                                     sample_positions)
+                                     heads_loss, sample_positions, teacher_distributions)
 from backend.training.labels import make_labels
 from backend.training.runtime import Runtime
 
@@ -33,6 +36,34 @@ def test_head_d_at_t_targets_token_t_plus_d_plus_2() -> None:
     targets = head_targets(labels, 2)
     assert targets[0, :, 0].tolist() == [11, 12, 13, PAD_LABEL, PAD_LABEL]
     assert targets[0, :, 1].tolist() == [12, 13, PAD_LABEL, PAD_LABEL, PAD_LABEL]
+
+
+def test_soft_targets_are_the_backbone_where_it_predicts_the_heads_token() -> None:
+    hidden = torch.randn(1, 5, 8)
+    lm_head = nn.Linear(8, 11, bias=False)
+    teacher = teacher_distributions(lm_head, hidden, torch.tensor([[0, 2]]), 2)  # [1, 2 positions, 2 heads, V]
+    backbone = lm_head(hidden).softmax(-1).detach()
+    # Head d at t targets labels[t + d + 1], which the backbone predicts from position t + d + 1.
+    torch.testing.assert_close(teacher[0, 0, 0], backbone[0, 1])
+    torch.testing.assert_close(teacher[0, 1, 1], backbone[0, 4])
+
+
+def test_soft_loss_against_one_hot_teachers_is_the_hard_loss() -> None:
+    logits = torch.randn(2, 3, 2, 11)
+    targets = torch.randint(0, 11, (2, 3, 2))
+    targets[0, 2, 1] = PAD_LABEL
+    hard, hard_heads = heads_loss(logits, targets)
+    soft, soft_heads = heads_loss(logits, targets, F.one_hot(targets.clamp(min=0), 11).float())
+    torch.testing.assert_close(soft, hard)
+    assert soft_heads == pytest.approx(hard_heads)
+
+
+def test_soft_target_distillation_runs_both_stages(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    run = Distiller(options(tiny_model_dir, dataset, soft_targets=True), tmp_path, CPU, threading.Event())
+    heads_before = {k: v.clone() for k, v in run.heads.state_dict().items()}
+    _, heads = run.run()
+    assert any(not torch.equal(v, heads_before[k]) for k, v in heads.state_dict().items())
+    assert all(torch.isfinite(v).all() for v in heads.state_dict().values())
 
 
 def test_stage1_trains_heads_and_leaves_backbone(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:

@@ -1,12 +1,15 @@
 """XSpecMesh distillation of the drafting heads (XSpecMesh §3.3).
 
 Stage 1: backbone frozen, heads trained on the backbone's own generations with
-`sum_d 0.8^d CE_d`. The frozen backbone's hidden states on the labels are computed once, so a
-stage-1 step costs only the heads. Both stages evaluate the head loss at `head_positions`
-random positions per sequence instead of all of them: the [B, T, D, V] head logits are what
-make a step expensive, and neighbouring positions of one sequence teach the heads much the same. Stage 2 (optional): LoRA on the decoder's linear layers (peft) trained
-jointly with the heads on `lambda * L_backbone + L_heads`; the LoRA is then merged so the
-exported model is a plain MeshTransformer. Checkpoints resume exactly within either stage."""
+`sum_d 0.8^d CE_d`; with `soft_targets` each CE_d is taken against the backbone's whole
+distribution at the target position instead of its one sampled token (self-distillation as in
+Medusa-2). The frozen backbone's hidden states on the labels are computed once, so a stage-1
+step costs only the heads. Both stages evaluate the head loss at `head_positions` random
+positions per sequence instead of all of them: the [B, T, D, V] head logits are what make a step
+expensive, and neighbouring positions of one sequence teach the heads much the same. Stage 2
+(optional): LoRA on the decoder's linear layers (peft) trained jointly with the heads on
+`lambda * L_backbone + L_heads`; the LoRA is then merged so the exported model is a plain
+MeshTransformer. Checkpoints resume exactly within either stage."""
 
 from __future__ import annotations
 
@@ -63,6 +66,7 @@ class DistillOptions:
     lora_alpha: int = 32
     backbone_weight: float = 50.0         # lambda in lambda * L_backbone + L_heads
     head_positions: int = 64              # positions per sequence in the head loss (0: all)
+    soft_targets: bool = False            # heads learn the backbone's distributions, not its samples
     stage1_lr: tuple[float, float] = (5e-4, 5e-5)
     stage2_lr: tuple[float, float] = (1e-4, 1e-5)
     seed: int = 0
@@ -79,17 +83,34 @@ def head_targets(labels: Tensor, n: int) -> Tensor:
     return targets
 
 
-def heads_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, list[float]]:
+def heads_loss(logits: Tensor, targets: Tensor, teacher: Tensor | None = None) -> tuple[Tensor, list[float]]:
     """`sum_d 0.8^d CE_d` over heads d = 1..D for logits [B, K, D, V] and targets [B, K, D], and
-    each head's CE (for the log)."""
+    each head's CE (for the log). With `teacher` ([B, K, D, V] probabilities) CE_d is taken
+    against those distributions instead of the target tokens, at the positions that have a target."""
     total, per_head = logits.new_zeros((), dtype=torch.float32), []
     for d in range(logits.shape[2]):
-        valid = (targets[:, :, d] != PAD_LABEL).sum().clamp(min=1)
-        ce = F.cross_entropy(logits[:, :, d].float().flatten(0, 1), targets[:, :, d].flatten(),
-                             ignore_index=PAD_LABEL, reduction="sum") / valid
+        valid = targets[:, :, d] != PAD_LABEL
+        count = valid.sum().clamp(min=1)
+        if teacher is None:
+            ce = F.cross_entropy(logits[:, :, d].float().flatten(0, 1), targets[:, :, d].flatten(),
+                                 ignore_index=PAD_LABEL, reduction="sum") / count
+        else:
+            log_q = logits[:, :, d].float().log_softmax(-1)
+            ce = -(teacher[:, :, d] * log_q).sum(-1)[valid].sum() / count
         total = total + HEAD_DECAY ** (d + 1) * ce
         per_head.append(ce.item())
     return total, per_head
+
+
+def teacher_distributions(lm_head: nn.Module, hidden: Tensor, index: Tensor, n: int) -> Tensor:
+    """The backbone's distributions [B, K, n, V] over the tokens that the n heads at positions
+    `index` [B, K] predict: head d (0-based) at t predicts labels[t + d + 1], which the backbone
+    predicts from its hidden state at t + d + 1 (clamped at the end, where targets are padding)."""
+    b, k = index.shape
+    later = (index[:, :, None] + 1 + torch.arange(n, device=index.device)).clamp(max=hidden.shape[1] - 1)
+    states = hidden.detach().gather(1, later.reshape(b, k * n, 1).expand(-1, -1, hidden.shape[-1]))
+    with torch.no_grad():
+        return lm_head(states).float().softmax(-1).view(b, k, n, -1)
 
 
 def sample_positions(valid: Tensor, k: int, generator: torch.Generator) -> Tensor:
@@ -104,30 +125,33 @@ def sample_positions(valid: Tensor, k: int, generator: torch.Generator) -> Tenso
 
 
 def head_loss_at_positions(heads: DraftHeads, hidden: Tensor, latents: Tensor, labels: Tensor, k: int,
-                           generator: torch.Generator) -> tuple[Tensor, list[float]]:
-    """The heads' loss on backbone hidden states [B, T, d] at `k` sampled positions per row."""
+                           generator: torch.Generator, lm_head: nn.Module | None = None) -> tuple[Tensor, list[float]]:
+    """The heads' loss on backbone hidden states [B, T, d] at `k` sampled positions per row;
+    given the backbone's `lm_head`, against its distributions rather than its sampled labels."""
     targets = head_targets(labels, heads.num_heads)  # [B, T, D]
-    index = sample_positions(targets[:, :, 0] != PAD_LABEL, k, generator)[:, :, None]
-    hidden = hidden.gather(1, index.expand(-1, -1, hidden.shape[-1]))
+    index = sample_positions(targets[:, :, 0] != PAD_LABEL, k, generator)
+    teacher = None if lm_head is None else teacher_distributions(lm_head, hidden, index, heads.num_heads)
+    index = index[:, :, None]
+    at_positions = hidden.gather(1, index.expand(-1, -1, hidden.shape[-1]))
     targets = targets.gather(1, index.expand(-1, -1, targets.shape[-1]))
-    return heads_loss(heads(hidden, latents), targets)
+    return heads_loss(heads(at_positions, latents), targets, teacher)
 
 
 class DistillNet(nn.Module):
     """Stage 2 on a teacher-forced batch: LoRA backbone and heads, `lambda * L_backbone + L_heads`."""
 
     def __init__(self, model: MeshTransformer, heads: DraftHeads, backbone_weight: float,
-                 head_positions: int) -> None:
+                 head_positions: int, soft_targets: bool) -> None:
         super().__init__()
         self.model, self.heads = model, heads
-        self.backbone_weight, self.head_positions = backbone_weight, head_positions
+        self.backbone_weight, self.head_positions, self.soft_targets = backbone_weight, head_positions, soft_targets
 
     def forward(self, inputs: Tensor, labels: Tensor, points: Tensor, normals: Tensor,
                 generator: torch.Generator) -> tuple[Tensor, float, list[float]]:
         latents = self.model.encode_points(points, normals)
         logits, hidden = self.model(inputs, latents)
         loss, per_head = head_loss_at_positions(self.heads, hidden, latents, labels, self.head_positions,
-                                                generator)
+                                                generator, self.model.lm_head if self.soft_targets else None)
         backbone = lm_loss(logits, labels)
         return loss + self.backbone_weight * backbone, backbone.item(), per_head
 
@@ -320,7 +344,7 @@ class Distiller:
         lengths = np.array([len(t) for t in self.labels.tokens])
         sampler = BucketBatchSampler(lengths, o.batch_size, o.seed + st.stage, start=st.position)
         if train_backbone:
-            net = DistillNet(self.model, self.heads, o.backbone_weight, o.head_positions)
+            net = DistillNet(self.model, self.heads, o.backbone_weight, o.head_positions, o.soft_targets)
             batches = DataLoader(examples, batch_sampler=sampler, collate_fn=collate)
 
             def step_loss(batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, float, list[float]]:
@@ -332,7 +356,8 @@ class Distiller:
 
             def step_loss(batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, float, list[float]]:
                 loss, per_head = head_loss_at_positions(self.heads, batch["hidden"], batch["latents"],
-                                                        batch["labels"], o.head_positions, generator)
+                                                        batch["labels"], o.head_positions, generator,
+                                                        self.model.lm_head if o.soft_targets else None)
                 return loss, features.backbone_loss, per_head
 
         timer = Every(o.checkpoint_minutes * 60)
