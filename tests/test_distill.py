@@ -13,7 +13,7 @@ from torch import nn
 
 from backend.cli import main
 from backend.model.heads import MLPHeads
-from backend.model.io import load_model
+from backend.model.io import load_model, save_model
 from backend.tokenizer.vocab import PAD_LABEL
 from backend.data.dataset import MeshDataset
 from backend.training.batches import collate
@@ -64,6 +64,15 @@ def test_soft_target_distillation_runs_both_stages(tiny_model_dir: Path, dataset
     _, heads = run.run()
     assert any(not torch.equal(v, heads_before[k]) for k, v in heads.state_dict().items())
     assert all(torch.isfinite(v).all() for v in heads.state_dict().values())
+
+
+def test_token_input_heads_distill_save_and_load(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    model, heads = Distiller(options(tiny_model_dir, dataset, token_input=True), tmp_path, CPU,
+                             threading.Event()).run()
+    assert heads.token_input and heads.tok_w.abs().sum() > 0  # the projection learned from zero
+    save_model(tmp_path / "model", model, heads)
+    _, loaded, config = load_model(tmp_path / "model")
+    assert config.head_token_input and torch.equal(loaded.tok_w, heads.tok_w)
 
 
 def test_stage1_trains_heads_and_leaves_backbone(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:

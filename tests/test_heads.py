@@ -84,7 +84,7 @@ def test_shared_out_heads_project_with_the_backbone_lm_head():
     cfg, model, heads, latents, hidden = setup("ca", shared=True)
     assert heads.out is None
     assert not any("out" in k for k in heads.state_dict())  # saved with the backbone only
-    feats = heads.features(hidden, heads.prepare(latents), cfg.spec_heads)
+    feats = heads.features(heads.head_inputs(hidden, None, cfg.spec_heads), heads.prepare(latents))
     torch.testing.assert_close(heads(hidden, latents), feats @ model.lm_head.weight.T)
     with pytest.raises(ValueError, match="head_shared_out"):
         build_heads(cfg)
@@ -105,3 +105,28 @@ def test_heads_learn_a_shifted_target(head_type):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] * 0.7
+
+
+@pytest.mark.parametrize("head_type", ["ca", "mlp"])
+@torch.no_grad()
+def test_token_input_heads_read_the_sampled_token(head_type):
+    cfg = load_preset("tiny")
+    plain_cfg = ModelConfig.from_dict({**cfg.to_dict(), "head_type": head_type, "head_shared_out": True})
+    token_cfg = ModelConfig.from_dict({**plain_cfg.to_dict(), "head_token_input": True})
+    model = MeshTransformer(plain_cfg).eval()
+    torch.manual_seed(0)
+    plain = build_heads(plain_cfg, model.lm_head).eval()
+    with_token = build_heads(token_cfg, model.lm_head).eval()
+    with_token.load_state_dict(plain.state_dict(), strict=False)
+    latents = torch.randn(2, cfg.n_latents, cfg.d_model)
+    hidden, embedding = torch.randn(2, 3, cfg.d_model), torch.randn(2, 3, cfg.d_model)
+    # The token projection starts at zero: a fresh token-input head drafts like a plain one.
+    torch.testing.assert_close(with_token(hidden, latents, token_embedding=embedding), plain(hidden, latents))
+    with_token.tok_w.normal_(std=0.1)
+    moved = with_token(hidden, latents, token_embedding=embedding)
+    assert not torch.allclose(moved, plain(hidden, latents))
+    # The decoding fast path agrees with the training forward at the last position.
+    draft = with_token.draft(hidden[:, -1], with_token.prepare(latents), token_embedding=embedding[:, -1])
+    torch.testing.assert_close(draft, moved[:, -1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="sampled token"):
+        with_token(hidden, latents)

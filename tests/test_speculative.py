@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import itertools
 from collections import Counter
 
@@ -11,6 +12,7 @@ from backend.decoding.grammar_mask import GrammarMasks
 from backend.decoding.sampling import SamplingConfig, distribution, make_generator
 from backend.decoding.speculative import PTS_PRUNE, SpeculativeDecoder, probability_tree, stream_speculative
 from backend.decoding.tree import DraftTree, build_tree
+from backend.model.heads import build_heads
 from backend.model.io import load_model
 from backend.tokenizer.bpt import decode
 from backend.tokenizer.grammar import GrammarState
@@ -57,7 +59,9 @@ class OracleHeads:
     def prepare(self, latents):
         return None
 
-    def draft(self, hidden_last, prepared, num_heads=None):
+    token_input = False
+
+    def draft(self, hidden_last, prepared, num_heads=None, token_embedding=None):
         n = len(self.decoder.tokens)
         logits = torch.zeros(1, num_heads, 5122, dtype=hidden_last.dtype)
         for i in range(num_heads):
@@ -80,7 +84,9 @@ class LookaheadHeads:
     def prepare(self, latents):
         return None
 
-    def draft(self, hidden_last, prepared, num_heads=None):
+    token_input = False
+
+    def draft(self, hidden_last, prepared, num_heads=None, token_embedding=None):
         state = GrammarState()
         for token in self.decoder.tokens:
             state.advance(token)
@@ -277,7 +283,7 @@ class RunnerUpHeads(OracleHeads):
     """Like OracleHeads, but at the `wrong` positions the right token is the heads' second
     choice (p ~ 0.27), so a token tree holds it on a side branch and must move its cache slots."""
 
-    def draft(self, hidden_last, prepared, num_heads=None):
+    def draft(self, hidden_last, prepared, num_heads=None, token_embedding=None):
         logits = super().draft(hidden_last, prepared, num_heads)
         n = len(self.decoder.tokens)
         for i in range(num_heads):
@@ -353,6 +359,19 @@ def test_greedy_tree_equals_ar_greedy_with_random_heads(tiny, k, nodes, verify, 
                                          verify=verify))
         assert [t for p in passes for t in p] == expected
         assert all(1 <= len(p) <= num_heads + 1 for p in passes)
+
+
+def test_token_input_heads_keep_greedy_tree_equal_to_ar(tiny):
+    model, heads = tiny
+    config = dataclasses.replace(model.config, head_token_input=True)
+    reading = build_heads(config, model.lm_head).double().eval()
+    reading.load_state_dict(heads.state_dict(), strict=False)
+    with torch.no_grad():
+        reading.tok_w.normal_(std=0.05)
+    lat = latents(model, 0)
+    expected = ar_tokens(model, lat, GREEDY, 40)
+    passes = list(stream_speculative(model, reading, lat, GREEDY, 40, make_generator(0), delta=0.5, draft="tree"))
+    assert [t for p in passes for t in p] == expected and len(passes) < len(expected) + 1
 
 
 def test_build_tree_takes_the_likeliest_nodes_parents_first(tiny):

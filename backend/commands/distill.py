@@ -34,6 +34,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help=f"positions per sequence in the head loss, 0 = all (default {d.head_positions})")
     p.add_argument("--heads", type=int, help="number of drafting heads D (default: the model config's)")
     p.add_argument("--head-type", choices=HEAD_TYPES, help="ca (XSpecMesh) or mlp (Medusa-style ablation)")
+    p.add_argument("--token-input", action="store_const", const=True,
+                   help="heads also read the token the backbone just sampled (default: as the model config)")
     p.add_argument("--soft-targets", action="store_const", const=True,
                    help="train the heads on the backbone's distributions instead of its sampled tokens")
     p.add_argument("--no-lora", dest="lora", action="store_const", const=False, help="skip stage 2")

@@ -136,8 +136,7 @@ class SpeculativeDecoder:
         if depth <= 0 or budget <= 0:  # at the token limit: a plain AR step
             tree = DraftTree([], [], self.masks(self.state)[None])
         else:
-            head_logits = self.heads.draft(self.hidden, self.prepared, num_heads=depth)[0]
-            tree = build_tree(head_logits, self.state, self.masks, self.sampling, self.pts_k, budget)
+            tree = build_tree(self._head_logits(depth), self.state, self.masks, self.sampling, self.pts_k, budget)
         fed = torch.tensor([[self.tokens[-1], *tree.tokens]], device=self.latents.device)
         logits, hidden = self.model(fed, cache=self.cache, tree=tree.attention())
         probs = distribution(logits[0], tree.masks, self.sampling)
@@ -187,11 +186,18 @@ class SpeculativeDecoder:
     def _draft(self, length: int) -> Draft:
         if length <= 0:  # at the token limit: a plain AR step
             return Draft([], self.masks(self.state).unsqueeze(0), None)
-        assert self.hidden is not None, "prefill() first"
-        head_logits = self.heads.draft(self.hidden, self.prepared, num_heads=length)[0]  # [L, V]
+        head_logits = self._head_logits(length)
         if self.draft_mode == "is":
             return self._draft_independent(head_logits)
         return self._draft_tree(head_logits)
+
+    def _head_logits(self, length: int) -> Tensor:
+        """The first `length` heads' logits [length, V] for the tokens after x_n."""
+        assert self.hidden is not None, "prefill() first"
+        embedding = None
+        if self.heads.token_input:
+            embedding = self.model.tok_emb(torch.tensor([self.tokens[-1]], device=self.latents.device))
+        return self.heads.draft(self.hidden, self.prepared, num_heads=length, token_embedding=embedding)[0]
 
     def _draft_independent(self, head_logits: Tensor) -> Draft:
         state = clone_state(self.state)

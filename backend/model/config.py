@@ -35,6 +35,7 @@ class ModelConfig:
     head_type: str = "ca"  # "ca" (XSpecMesh cross-attention) | "mlp" (Medusa-style ablation)
     head_d_ff: int = 512   # FFN width inside each cross-attention drafting head
     head_shared_out: bool = False  # heads reuse the backbone LM head as W^(d) (cheap CPU drafts)
+    head_token_input: bool = False  # heads also read the embedding of the token x_n just sampled
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "n_latents", "n_fourier",

@@ -3,6 +3,11 @@ predicts one later token, `p^(d) = softmax(W^(d) . f^(d)(h_s, c))` (XSpecMesh eq
 
 Tensor index d (0-based) at position s predicts token s + d + 2 (the backbone predicts s + 1).
 
+With `config.head_token_input` each head also reads the embedding of x_n, the token the backbone
+sampled from h_s: h_s predicted x_n but cannot know which token the sampler drew, and every later
+token depends on it (EAGLE, Li et al. 2024, feeds the sampled token to its drafter for the same
+reason). The embedding enters through a per-head projection added to h_s, zero at the start.
+
 The D heads' weights are stacked along a leading head axis so that all heads run as a handful
 of batched matmuls, which is what keeps a batch-1 draft step cheap on a CPU. `num_heads=n`
 runs only the first n heads (a slice of the stacks, no extra cost)."""
@@ -72,6 +77,9 @@ class DraftHeads(nn.Module):
                 lm_head.weight.detach().to(torch.float32).expand(self.num_heads, v, d).clone())
         else:
             self.out = nn.Parameter(torch.randn(self.num_heads, v, d) * 0.02)  # [D, V, d]
+        self.token_input = cfg.head_token_input
+        if self.token_input:
+            self.tok_w, self.tok_b = _stacked(self.num_heads, d, d, 0.0), nn.Parameter(torch.zeros(self.num_heads, d))
 
     def _count(self, num_heads: int | None) -> int:
         n = self.num_heads if num_heads is None else num_heads
@@ -95,21 +103,35 @@ class DraftHeads(nn.Module):
         """Per-generation work on the point latents [B, L, d] (nothing for MLP heads)."""
         return None
 
-    def features(self, hidden: Tensor, prepared: PreparedLatents | None, n: int) -> Tensor:
-        """hidden [B, T, d] -> per-head features [B, T, n, d] (before W^(d))."""
+    def head_inputs(self, hidden: Tensor, token_embedding: Tensor | None, n: int) -> Tensor:
+        """Each head's input [B, T, n, d]: h_s, plus its projection of x_n's embedding [B, T, d]
+        when the heads read it."""
+        b, t, d = hidden.shape
+        x = hidden[:, :, None, :].expand(b, t, n, d)
+        if not self.token_input:
+            return x
+        if token_embedding is None or token_embedding.shape != hidden.shape:
+            raise ValueError(f"these heads read the sampled token: token_embedding must be {tuple(hidden.shape)}")
+        return x + _linear(token_embedding[:, :, None, :].expand(b, t, n, d), self.tok_w[:n], self.tok_b[:n])
+
+    def features(self, x: Tensor, prepared: PreparedLatents | None) -> Tensor:
+        """Head inputs [B, T, n, d] -> per-head features [B, T, n, d] (before W^(d))."""
         raise NotImplementedError
 
-    def forward(self, hidden: Tensor, latents: Tensor | None,
-                num_heads: int | None = None) -> Tensor:
-        """hidden [B, T, d], latents [B, L, d] -> logits [B, T, n, V]"""
+    def forward(self, hidden: Tensor, latents: Tensor | None, num_heads: int | None = None,
+                token_embedding: Tensor | None = None) -> Tensor:
+        """hidden [B, T, d], latents [B, L, d] (and the embeddings [B, T, d] of the tokens each
+        hidden state predicted, for heads that read them) -> logits [B, T, n, V]"""
         n = self._count(num_heads)
-        return self._logits(self.features(hidden, self.prepare(latents), n))
+        return self._logits(self.features(self.head_inputs(hidden, token_embedding, n), self.prepare(latents)))
 
-    def draft(self, hidden_last: Tensor, prepared: PreparedLatents | None,
-              num_heads: int | None = None) -> Tensor:
-        """Fast path for decoding: hidden at one position [B, d] -> logits [B, n, V]."""
+    def draft(self, hidden_last: Tensor, prepared: PreparedLatents | None, num_heads: int | None = None,
+              token_embedding: Tensor | None = None) -> Tensor:
+        """Fast path for decoding: hidden at one position [B, d] (and x_n's embedding [B, d]) ->
+        logits [B, n, V]."""
         n = self._count(num_heads)
-        return self._logits(self.features(hidden_last[:, None], prepared, n)[:, 0])
+        embedding = None if token_embedding is None else token_embedding[:, None]
+        return self._logits(self.features(self.head_inputs(hidden_last[:, None], embedding, n), prepared)[:, 0])
 
 
 class CrossAttentionHeads(DraftHeads):
@@ -141,12 +163,11 @@ class CrossAttentionHeads(DraftHeads):
         kv = kv.reshape(2, b, n * h, l, d // h)
         return PreparedLatents(k=kv[0], v=kv[1])
 
-    def features(self, hidden: Tensor, prepared: PreparedLatents | None, n: int) -> Tensor:
+    def features(self, x: Tensor, prepared: PreparedLatents | None) -> Tensor:
         if prepared is None:
             raise ValueError("cross-attention heads need prepared latents (heads.prepare)")
-        b, t, d = hidden.shape
+        b, t, n, d = x.shape
         h = self.n_attn_heads
-        x = hidden[:, :, None, :].expand(b, t, n, d)
         q = _linear(_norm(x, self.ln1_w[:n], self.ln1_b[:n]), self.wq[:n], self.bq[:n])
         q = q.reshape(b, t, n * h, d // h).transpose(1, 2)               # [B, n*H, T, Dh]
         att = F.scaled_dot_product_attention(q, prepared.k[:, :n * h], prepared.v[:, :n * h])
@@ -166,9 +187,8 @@ class MLPHeads(DraftHeads):
         n, d = cfg.spec_heads, cfg.d_model
         self.w1, self.b1 = _stacked(n, d, d, 0.0), nn.Parameter(torch.zeros(n, d))
 
-    def features(self, hidden: Tensor, prepared: PreparedLatents | None, n: int) -> Tensor:
-        b, t, d = hidden.shape
-        x = hidden[:, :, None, :].expand(b, t, n, d)
+    def features(self, x: Tensor, prepared: PreparedLatents | None) -> Tensor:
+        n = x.shape[2]
         return x + F.silu(_linear(x, self.w1[:n], self.b1[:n]))
 
 

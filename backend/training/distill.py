@@ -61,6 +61,7 @@ class DistillOptions:
     batch_size: int = 8
     heads: int | None = None              # None: the model config's spec_heads
     head_type: str | None = None          # None: the model config's head_type
+    token_input: bool | None = None       # heads read the sampled token; None: the config's
     lora: bool = True
     lora_rank: int = 16
     lora_alpha: int = 32
@@ -124,17 +125,22 @@ def sample_positions(valid: Tensor, k: int, generator: torch.Generator) -> Tenso
     return scores.topk(k, dim=1).indices
 
 
-def head_loss_at_positions(heads: DraftHeads, hidden: Tensor, latents: Tensor, labels: Tensor, k: int,
-                           generator: torch.Generator, lm_head: nn.Module | None = None) -> tuple[Tensor, list[float]]:
-    """The heads' loss on backbone hidden states [B, T, d] at `k` sampled positions per row;
-    given the backbone's `lm_head`, against its distributions rather than its sampled labels."""
+def head_loss_at_positions(heads: DraftHeads, model: MeshTransformer, hidden: Tensor, latents: Tensor,
+                           labels: Tensor, k: int, generator: torch.Generator,
+                           soft_targets: bool = False) -> tuple[Tensor, list[float]]:
+    """The heads' loss on backbone hidden states [B, T, d] at `k` sampled positions per row; with
+    `soft_targets`, against the backbone's distributions rather than its sampled labels. Heads that
+    read the sampled token get labels[t], the token the hidden state at t predicted (x_n)."""
     targets = head_targets(labels, heads.num_heads)  # [B, T, D]
     index = sample_positions(targets[:, :, 0] != PAD_LABEL, k, generator)
-    teacher = None if lm_head is None else teacher_distributions(lm_head, hidden, index, heads.num_heads)
+    teacher = teacher_distributions(model.lm_head, hidden, index, heads.num_heads) if soft_targets else None
     index = index[:, :, None]
     at_positions = hidden.gather(1, index.expand(-1, -1, hidden.shape[-1]))
     targets = targets.gather(1, index.expand(-1, -1, targets.shape[-1]))
-    return heads_loss(heads(at_positions, latents), targets, teacher)
+    embedding = None
+    if heads.token_input:
+        embedding = model.tok_emb(labels.gather(1, index[:, :, 0]).clamp(min=0))  # padding: masked anyway
+    return heads_loss(heads(at_positions, latents, token_embedding=embedding), targets, teacher)
 
 
 class DistillNet(nn.Module):
@@ -150,8 +156,8 @@ class DistillNet(nn.Module):
                 generator: torch.Generator) -> tuple[Tensor, float, list[float]]:
         latents = self.model.encode_points(points, normals)
         logits, hidden = self.model(inputs, latents)
-        loss, per_head = head_loss_at_positions(self.heads, hidden, latents, labels, self.head_positions,
-                                                generator, self.model.lm_head if self.soft_targets else None)
+        loss, per_head = head_loss_at_positions(self.heads, self.model, hidden, latents, labels,
+                                                self.head_positions, generator, self.soft_targets)
         backbone = lm_loss(logits, labels)
         return loss + self.backbone_weight * backbone, backbone.item(), per_head
 
@@ -254,8 +260,10 @@ class Distiller:
         out_dir.mkdir(parents=True, exist_ok=True)
         model, _, config = load_model(options.model, rt.device)
         # The drafting-head settings live in the config that is exported with the heads.
+        token_input = config.head_token_input if options.token_input is None else options.token_input
         self.config = dataclasses.replace(config, spec_heads=options.heads or config.spec_heads,
-                                          head_type=options.head_type or config.head_type)
+                                          head_type=options.head_type or config.head_type,
+                                          head_token_input=token_input)
         model.config = self.config
         self.model = model.requires_grad_(False)
         self.peft: PeftModel | None = None
@@ -355,9 +363,8 @@ class Distiller:
             batches = (features.batch([i for _, i in keys]) for keys in sampler)
 
             def step_loss(batch: dict[str, Tensor], generator: torch.Generator) -> tuple[Tensor, float, list[float]]:
-                loss, per_head = head_loss_at_positions(self.heads, batch["hidden"], batch["latents"],
-                                                        batch["labels"], o.head_positions, generator,
-                                                        self.model.lm_head if o.soft_targets else None)
+                loss, per_head = head_loss_at_positions(self.heads, self.model, batch["hidden"], batch["latents"],
+                                                        batch["labels"], o.head_positions, generator, o.soft_targets)
                 return loss, features.backbone_loss, per_head
 
         timer = Every(o.checkpoint_minutes * 60)
