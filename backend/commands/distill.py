@@ -56,7 +56,7 @@ def resolve(args: argparse.Namespace) -> DistillOptions:
     state = ckpt.read_state(Path(args.out) / CHECKPOINT)
     if state.get("kind") != "distill":
         raise ValueError(f"{args.out} does not hold a distillation checkpoint")
-    changed = sorted(k for k, v in given.items() if k not in TUNABLE and v != state["options"][k])
+    changed = sorted(k for k, v in given.items() if k not in TUNABLE and v != state["options"].get(k))
     if changed:
         raise ValueError(f"cannot change {', '.join(changed)} when resuming")
     return DistillOptions(**{**state["options"], **given})
