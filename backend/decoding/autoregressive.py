@@ -48,8 +48,9 @@ def stream_ar(model: MeshTransformer, latents: Tensor, sampling: SamplingConfig,
 def generate_ar_batch(model: MeshTransformer, points: np.ndarray | Tensor, normals: np.ndarray | Tensor,
                       sampling: SamplingConfig, max_tokens: int, seed: int) -> list[np.ndarray]:
     """Sample one sequence per condition (points, normals [B, N, 3], already normalized) in
-    lockstep. Finished rows keep being fed EOS (their grammar mask allows only EOS) and are ignored; the loop ends when every row has
-    finished or `max_tokens` is reached. Each returned int64 array ends with EOS if it finished."""
+    lockstep. Finished rows keep being fed EOS (their grammar mask allows only EOS) and are
+    ignored; the loop ends when every row has finished or `max_tokens` is reached. Each returned
+    int64 array ends with EOS if it finished."""
     weight = next(model.parameters())
     device = weight.device
     points = torch.as_tensor(points, dtype=weight.dtype, device=device)
