@@ -56,6 +56,8 @@ def confidences(generator: Generator, points: np.ndarray, normals: np.ndarray,
     """(p of each sampled token, p of the likeliest token) along one AR generation."""
     done = [event for event in generator.stream(points, normals, options) if isinstance(event, DoneEvent)][-1]
     tokens = done.tokens.tolist()
+    # The stream keeps its latents to itself; encoding again with the same seed gives the very same
+    # ones (one encoder pass per input, negligible next to the generation).
     _, latents = generator.encode(points, normals, options.seed)
     fed = torch.tensor([[BOS, *tokens[:-1]]], device=generator.device)
     logits, _ = generator.model(fed, latents)

@@ -370,8 +370,10 @@ def test_token_input_heads_keep_greedy_tree_equal_to_ar(tiny):
         reading.tok_w.normal_(std=0.05)
     lat = latents(model, 0)
     expected = ar_tokens(model, lat, GREEDY, 40)
+    # These heads raise without x_n's embedding, so getting through proves the decoder passes it.
     passes = list(stream_speculative(model, reading, lat, GREEDY, 40, make_generator(0), delta=0.5, draft="tree"))
-    assert [t for p in passes for t in p] == expected and len(passes) < len(expected) + 1
+    assert [t for p in passes for t in p] == expected
+    assert all(1 <= len(p) <= reading.num_heads + 1 for p in passes)
 
 
 def test_build_tree_takes_the_likeliest_nodes_parents_first(tiny):
