@@ -94,7 +94,7 @@ def input_noise_floor(mesh: trimesh.Trimesh, seed: int) -> float:
 
 def evaluate_case(generator: Generator, case: Case, options: GenerateOptions) -> dict:
     cloud = from_mesh(case.mesh, seed=options.seed)
-    result = generate(generator, cloud.points, cloud.normals, options)
+    result = generate(generator, cloud.points, cloud.normals, options, mesh=cloud.source_mesh)
     output = result.to_trimesh()
     floor = input_noise_floor(case.mesh, options.seed)
     model = measure(case.mesh, output, floor, options.seed)
@@ -122,7 +122,16 @@ def evaluate(generator: Generator, cases: list[Case], options: GenerateOptions, 
     rows = [evaluate_case(generator, case, options)
             for case in tqdm(cases, desc="eval", unit="mesh", file=sys.stderr, disable=not progress)]
     return {"options": asdict(options), "model": generator.info,
-            "summary": summarize(rows), "cases": rows}
+            "summary": summarize(rows), "condition_gap": case_condition_gap(generator, cases), "cases": rows}
+
+
+def case_condition_gap(generator: Generator, cases: list[Case]) -> dict:
+    """Per token class, NLL of each input's own sequence with its own condition and with another
+    input's (backend.training.condition_use): how much of the input the model reads."""
+    from backend.training.condition_use import condition_gap, mesh_batches
+
+    meshes = [(np.asarray(c.mesh.vertices), np.asarray(c.mesh.faces)) for c in cases]
+    return condition_gap(generator.model, mesh_batches(meshes, generator.model), generator.device)
 
 
 def summarize(rows: list[dict]) -> dict:

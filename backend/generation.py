@@ -13,7 +13,7 @@ import numpy as np
 import trimesh
 from tqdm import tqdm
 
-from backend.decoding.pipeline import DoneEvent, FacesEvent, GenerateOptions, Generator, ProgressEvent
+from backend.decoding.pipeline import DoneEvent, FacesEvent, GenerateOptions, Generator, ProgressEvent, SourceMesh
 
 
 @dataclass
@@ -33,13 +33,14 @@ def generate(
     normals: np.ndarray,
     options: GenerateOptions,
     progress: bool = False,
+    mesh: SourceMesh | None = None,
 ) -> GenerationResult:
     vertex_chunks: list[np.ndarray] = [np.zeros((0, 3))]
     face_chunks: list[np.ndarray] = [np.zeros((0, 3), np.int64)]
     stats: dict = {}
     bar = tqdm(total=options.max_faces, unit="face", file=sys.stderr, disable=not progress, leave=False)
     with bar:
-        for event in generator.stream(points, normals, options):
+        for event in generator.stream(points, normals, options, mesh=mesh):
             if isinstance(event, FacesEvent):
                 vertex_chunks.append(np.asarray(event.vertices, np.float64).reshape(-1, 3))
                 face_chunks.append(np.asarray(event.faces, np.int64).reshape(-1, 3))

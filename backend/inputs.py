@@ -29,6 +29,13 @@ class InputCloud:
     mesh: trimesh.Trimesh | None  # the source mesh when IN was a mesh (eval measures against it)
     normals_estimated: bool = False
 
+    @property
+    def source_mesh(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(vertices, faces) when the input was a mesh: where vertex candidates come from."""
+        if self.mesh is None:
+            return None
+        return np.asarray(self.mesh.vertices), np.asarray(self.mesh.faces)
+
 
 def read_input(path: str | Path, count: int = DEFAULT_POINTS, seed: int = 0) -> InputCloud:
     """Mesh files are sampled (area-weighted, `count` points); point clouds are read as they are

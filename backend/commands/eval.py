@@ -43,6 +43,7 @@ def load_cases(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from backend.commands.generate import load_generator, options_from_args, write_json
     from backend.evaluation import evaluate
+    from backend.training.condition_use import format_gap
 
     options = options_from_args(args)
     cases = load_cases(args)
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(load_generator(args), cases, options)
     write_json(out, report)
     print(_summary(report["summary"], out), file=sys.stderr)
+    print(format_gap(report["condition_gap"]), file=sys.stderr)
     return 0
 
 

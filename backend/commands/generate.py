@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     generator = load_generator(args)
     load_seconds = time.perf_counter() - started
 
-    result = generate(generator, cloud.points, cloud.normals, options, progress=True)
+    result = generate(generator, cloud.points, cloud.normals, options, progress=True,
+                      mesh=cloud.source_mesh)
     stats = {**result.stats, "model_load_seconds": load_seconds,
              "input": str(args.input), "output": str(output)}
     if len(result.faces) == 0:

@@ -36,6 +36,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="data loader processes (default 1)")
     p.add_argument("--no-augment", dest="augment", action="store_const", const=False,
                    help="train on the meshes as stored")
+    p.add_argument("--init", help="warm start from this model directory (weights whose names and shapes match)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     add_threads_argument(p)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

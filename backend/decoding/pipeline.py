@@ -23,6 +23,7 @@ from backend.decoding.autoregressive import stream_ar, token_limit
 from backend.decoding.sampling import SamplingConfig, make_generator
 from backend.decoding.speculative import DRAFT_MODES, VERIFY_MODES, stream_speculative
 from backend.inputs import estimate_normals
+from backend.mesh.candidates import candidate_grid, decimated_vertices
 from backend.mesh.normalize import Normalization
 from backend.mesh.quantize import dequantize
 from backend.model.config import ModelConfig
@@ -39,6 +40,7 @@ PROGRESS_INTERVAL = 0.2  # seconds between ProgressEvents
 # A weak model can fall into a loop that repeats vertices and never adds a face; a real face costs
 # about 2.6 tokens and a new patch fewer than 10, so this many tokens without a new face is a loop.
 STALL_TOKENS = 128
+SourceMesh = tuple[np.ndarray, np.ndarray]  # (vertices (n, 3), faces (m, 3)) of a mesh input
 
 
 @dataclass
@@ -226,9 +228,11 @@ class Generator:
         return cls(model, heads, config, name=path.name)
 
     def stream(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
-               cancel: threading.Event | None = None) -> Iterator[Event]:
+               cancel: threading.Event | None = None, mesh: SourceMesh | None = None) -> Iterator[Event]:
+        """`mesh` (vertices, faces in the points' frame), when the input was a mesh, gives a
+        model that reads vertex candidates its decimated vertices to copy."""
         started = time.perf_counter()
-        normalization, latents = self.encode(points, normals, options.seed)
+        normalization, latents = self.encode(points, normals, options.seed, mesh)
         tokens_stream = self._decode(latents, options)
 
         assembler = MeshAssembler(normalization)
@@ -293,19 +297,27 @@ class Generator:
         trained = self.heads.num_heads if self.heads is not None else 0
         return trained if options.heads is None else min(options.heads, trained)
 
-    def encode(self, points: np.ndarray, normals: np.ndarray | None, seed: int) -> tuple[Normalization, torch.Tensor]:
-        """A point cloud in the caller's frame -> (its normalization, point latents [1, L, d]) as
+    def encode(self, points: np.ndarray, normals: np.ndarray | None, seed: int,
+               mesh: SourceMesh | None = None) -> tuple[Normalization, torch.Tensor]:
+        """A point cloud in the caller's frame -> (its normalization, context [1, L, d]) as
         generation sees it: BPT's normalization, normals estimated when missing, `seed` picking
-        the model's number of points."""
+        the model's number of points, vertex candidates from `mesh` for models that read them."""
         points, normals = check_cloud(points, normals)
         normalization = Normalization.fit(points)
         if normals is None:
             normals = estimate_normals(points)
         points, normals = resample(normalization.apply(points), normals, self.config.n_points, seed)
+        count = self.config.n_candidates
+        cells = None
+        if count and mesh is not None:
+            vertices, faces = mesh
+            candidates = decimated_vertices(normalization.apply(np.asarray(vertices, np.float64)), faces, count)
+            cells = torch.as_tensor(candidate_grid(candidates, count), device=self.device)[None]
         dtype = next(self.model.parameters()).dtype
         with torch.inference_mode():
             latents = self.model.encode_points(torch.as_tensor(points, dtype=dtype, device=self.device)[None],
-                                               torch.as_tensor(normals, dtype=dtype, device=self.device)[None])
+                                               torch.as_tensor(normals, dtype=dtype, device=self.device)[None],
+                                               cells)
         return normalization, latents
 
     def _decode(self, latents: torch.Tensor, options: GenerateOptions) -> Iterator[list[int]]:

@@ -13,6 +13,7 @@ from typing import Any
 
 PRESET_DIR = Path(__file__).parent / "presets"
 HEAD_TYPES = ("ca", "mlp")
+CONDITIONS = ("latents", "points")
 MAX_SPEC_HEADS = 8
 
 
@@ -36,12 +37,23 @@ class ModelConfig:
     head_d_ff: int = 512   # FFN width inside each cross-attention drafting head
     head_shared_out: bool = False  # heads reuse the backbone LM head as W^(d) (cheap CPU drafts)
     head_token_input: bool = False  # heads also read the embedding of the token x_n just sampled
+    # What the decoder cross-attends to: "latents" (a Perceiver bottleneck of n_latents) or
+    # "points" (n_context_points surface points directly, plus n_candidates vertex candidates).
+    condition: str = "latents"
+    n_context_points: int = 512
+    n_candidates: int = 0  # candidate slots (backend.mesh.candidates); 0: no candidates
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "n_latents", "n_fourier",
                      "n_points", "max_seq_len", "vocab_size", "head_d_ff"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.condition not in CONDITIONS:
+            raise ValueError(f"condition must be one of {CONDITIONS}, got {self.condition!r}")
+        if self.n_candidates < 0 or self.n_context_points <= 0:
+            raise ValueError("n_candidates must be >= 0 and n_context_points positive")
+        if self.n_candidates and self.condition != "points":
+            raise ValueError("vertex candidates need condition 'points'")
         if self.enc_layers < 0:
             raise ValueError(f"ModelConfig.enc_layers must be >= 0, got {self.enc_layers}")
         if self.d_model % self.n_heads:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from backend.mesh.candidates import PAD
 from backend.model.config import ModelConfig
 from backend.model.encoder import PointEncoder
 from backend.model.layers import MLP, CrossAttention, SelfAttention, causal_mask, init_weights
@@ -73,9 +74,11 @@ class MeshTransformer(nn.Module):
         elif config.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
 
-    def encode_points(self, points: Tensor, normals: Tensor) -> Tensor:
-        """[B, N, 3], [B, N, 3] -> latents [B, L, d]"""
-        return self.encoder(points, normals)
+    def encode_points(self, points: Tensor, normals: Tensor, candidates: Tensor | None = None) -> Tensor:
+        """[B, N, 3], [B, N, 3] (+ candidate cells [B, K, 3], None for none) -> context [B, L, d]"""
+        if self.config.n_candidates and candidates is None:
+            candidates = empty_candidates(points.shape[0], self.config.n_candidates, points.device)
+        return self.encoder(points, normals, candidates, self.tok_emb)
 
     def cross_kv(self, latents: Tensor) -> tuple[Tensor, Tensor]:
         """Latent keys/values of every block, each [n_layers, B, H, L, Dh]."""
@@ -151,6 +154,11 @@ class MeshTransformer(nn.Module):
         if cache is not None:
             cache.pos = start_pos + t
         return self.lm_head(hidden), hidden
+
+
+def empty_candidates(batch: int, count: int, device: torch.device | str = "cpu") -> Tensor:
+    """[batch, count, 3] candidate cells that are all empty slots (a bare point cloud)."""
+    return torch.full((batch, count, 3), PAD, dtype=torch.long, device=device)
 
 
 def count_parameters(module: nn.Module) -> int:

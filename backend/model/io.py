@@ -52,6 +52,29 @@ def _load_weights(module: nn.Module, path: Path, device: str | torch.device) -> 
         raise ValueError(f"weights {path} do not match {path.parent / CONFIG_FILE}: {exc}") from exc
 
 
+def init_from(model: MeshTransformer, directory: str | Path) -> list[str]:
+    """Warm start: copy every weight of the model in `directory` whose name and shape match
+    `model` (a design change keeps what it can reuse). Returns the names that stayed new."""
+    from safetensors.torch import load_file
+
+    path = Path(directory) / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"model weights not found: {path}")
+    source = load_file(str(path))
+    own = model.state_dict()
+    # A tied tensor is stored under one of its names only (see the module docstring).
+    aliases: dict[int, list[str]] = {}
+    for name, tensor in own.items():
+        aliases.setdefault(tensor.data_ptr(), []).append(name)
+    matching = {}
+    for names in aliases.values():
+        stored = next((source[n] for n in names if n in source), None)
+        if stored is not None and stored.shape == own[names[0]].shape:
+            matching.update({n: stored for n in names})
+    model.load_state_dict(matching, strict=False)
+    return sorted(k for k in own if k not in matching)
+
+
 def load_model(directory: str | Path, device: str | torch.device = "cpu"
                ) -> tuple[MeshTransformer, DraftHeads | None, ModelConfig]:
     """Load a model directory in eval mode. Raises FileNotFoundError for a missing directory or

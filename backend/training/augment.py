@@ -1,6 +1,9 @@
 """Per-sample augmentation for training: a random quarter turn about Z (up) and per-axis scale
 jitter of the float mesh, then renormalization and re-tokenization (so tokens always describe
-the augmented mesh), and a noisy, partly dropped-out surface point cloud as the condition."""
+the augmented mesh), a noisy, partly dropped-out surface point cloud as the condition, and, for
+models that read them, vertex candidates made as inference makes them (sometimes from a
+densified, jittered copy standing in for a dense user input; sometimes none at all, so that a
+bare point cloud still works)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backend.mesh.candidates import candidate_grid, decimated_vertices, densified
 from backend.mesh.normalize import Normalization
 from backend.mesh.quantize import quantize_mesh
 from backend.mesh.sample import sample_surface
@@ -20,10 +24,14 @@ class AugmentConfig:
     scale_min: float = 0.75        # per-axis scale jitter in [scale_min, 1]
     point_noise: float = 0.005     # std of gaussian noise on the normalized points
     max_dropout: float = 0.1       # up to this fraction of points replaced by others
+    candidate_dropout: float = 0.1  # probability of no candidates at all
+    dense_candidates: float = 0.45  # probability of candidates from a densified, jittered copy
+    candidate_jitter: float = 0.002  # std of that jitter (a grid cell is 0.0156)
 
     @classmethod
     def off(cls) -> AugmentConfig:
-        return cls(rotate=False, scale_min=1.0, point_noise=0.0, max_dropout=0.0)
+        return cls(rotate=False, scale_min=1.0, point_noise=0.0, max_dropout=0.0,
+                   candidate_dropout=0.0, dense_candidates=0.0)
 
 
 @dataclass
@@ -31,6 +39,7 @@ class Sample:
     tokens: np.ndarray   # int64 BPT tokens of the augmented mesh, ending with EOS
     points: np.ndarray   # (n, 3) float32
     normals: np.ndarray  # (n, 3) float32
+    candidates: np.ndarray | None = None  # (k, 3) int64 grid cells, PAD rows empty
 
 
 def transform_vertices(vertices: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
@@ -74,10 +83,22 @@ def point_condition(vertices: np.ndarray, faces: np.ndarray, n_points: int, rng:
     return perturb_points(np.asarray(points), np.asarray(normals), rng, cfg)
 
 
+def candidate_condition(vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator,
+                        cfg: AugmentConfig) -> np.ndarray:
+    """Candidate cells for a normalized mesh: none, from a densified jittered copy, or its own."""
+    draw = rng.random()
+    if draw < cfg.candidate_dropout:
+        return candidate_grid(np.zeros((0, 3)), count)
+    if draw < cfg.candidate_dropout + cfg.dense_candidates:
+        vertices, faces = densified(vertices, faces, rng, cfg.candidate_jitter)
+    return candidate_grid(decimated_vertices(vertices, faces, count), count)
+
+
 def make_sample(vertices: np.ndarray, faces: np.ndarray, n_points: int, rng: np.random.Generator,
-                cfg: AugmentConfig) -> Sample:
+                cfg: AugmentConfig, n_candidates: int = 0) -> Sample:
     """Augment, re-tokenize (tokens always describe the augmented mesh) and sample the condition."""
     v = augmented_vertices(vertices, rng, cfg)
     tokens = encode(quantize_mesh(v, faces)).astype(np.int64)
     points, normals = point_condition(v, faces, n_points, rng, cfg)
-    return Sample(tokens, points, normals)
+    candidates = candidate_condition(v, faces, n_candidates, rng, cfg) if n_candidates else None
+    return Sample(tokens, points, normals, candidates)

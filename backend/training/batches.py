@@ -33,9 +33,10 @@ class AugmentedMeshes(Dataset):
     `inputs` = [BOS] + tokens (without EOS), `labels` = tokens (with EOS), points, normals."""
 
     def __init__(self, meshes: Sequence, n_points: int, max_len: int, seed: int,
-                 augment: AugmentConfig) -> None:
+                 augment: AugmentConfig, n_candidates: int = 0) -> None:
         self.meshes = meshes
         self.n_points = n_points
+        self.n_candidates = n_candidates
         self.max_len = max_len
         self.seed = seed
         self.augment = augment
@@ -47,16 +48,21 @@ class AugmentedMeshes(Dataset):
         epoch, index = key
         record = self.meshes[index]
         rng = np.random.default_rng([self.seed, epoch, index])
-        sample = make_sample(record.vertices, record.faces, self.n_points, rng, self.augment)
-        return example(sample.tokens, sample.points, sample.normals, self.max_len)
+        sample = make_sample(record.vertices, record.faces, self.n_points, rng, self.augment,
+                             self.n_candidates)
+        return example(sample.tokens, sample.points, sample.normals, self.max_len, sample.candidates)
 
 
-def example(tokens: np.ndarray, points: np.ndarray, normals: np.ndarray, max_len: int) -> dict[str, np.ndarray]:
+def example(tokens: np.ndarray, points: np.ndarray, normals: np.ndarray, max_len: int,
+            candidates: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Teacher-forcing pair. A sequence longer than `max_len` is truncated: its labels then stop
     without EOS, so the model never learns to end a mesh early."""
     tokens = np.asarray(tokens, dtype=np.int64)[:max_len]
     inputs = np.concatenate([[BOS], tokens[:-1]])
-    return {"inputs": inputs, "labels": tokens, "points": points, "normals": normals}
+    item = {"inputs": inputs, "labels": tokens, "points": points, "normals": normals}
+    if candidates is not None:
+        item["candidates"] = candidates
+    return item
 
 
 def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
@@ -68,12 +74,15 @@ def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     for row, it in enumerate(items):
         inputs[row, :len(it["inputs"])] = it["inputs"]
         labels[row, :len(it["labels"])] = it["labels"]
-    return {
+    batch = {
         "inputs": torch.from_numpy(inputs),
         "labels": torch.from_numpy(labels),
         "points": torch.from_numpy(np.stack([it["points"] for it in items])),
         "normals": torch.from_numpy(np.stack([it["normals"] for it in items])),
     }
+    if "candidates" in items[0]:
+        batch["candidates"] = torch.from_numpy(np.stack([it["candidates"] for it in items]))
+    return batch
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:

@@ -22,10 +22,12 @@ from tqdm import tqdm
 from backend.data.dataset import MeshDataset
 from backend.model.config import ModelConfig
 from backend.model.decoder import MeshTransformer
+from backend.model.io import init_from
 from backend.tokenizer.vocab import PAD_LABEL
 from backend.training import checkpoint as ckpt
 from backend.training.augment import AugmentConfig
 from backend.training.batches import AugmentedMeshes, BucketBatchSampler, DataPosition, collate
+from backend.training.condition_use import condition_gap, format_gap
 from backend.training.runtime import Every, MetricsLog, Runtime, adamw, update
 from backend.training.schedule import cosine_lr
 
@@ -54,6 +56,7 @@ class TrainOptions:
     checkpoint_minutes: float = 5.0
     workers: int = 1
     augment: bool = True
+    init: str | None = None         # warm start from this model directory's matching weights
 
 
 def lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
@@ -67,8 +70,9 @@ class TeacherForcing(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, inputs: Tensor, labels: Tensor, points: Tensor, normals: Tensor) -> Tensor:
-        logits, _ = self.model(inputs, self.model.encode_points(points, normals))
+    def forward(self, inputs: Tensor, labels: Tensor, points: Tensor, normals: Tensor,
+                candidates: Tensor | None = None) -> Tensor:
+        logits, _ = self.model(inputs, self.model.encode_points(points, normals, candidates))
         return lm_loss(logits, labels)
 
 
@@ -107,9 +111,9 @@ def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tenso
 
 
 def validation_batches(val: Split, n_points: int, max_len: int, options: TrainOptions,
-                       rt: Runtime) -> list[dict[str, Tensor]]:
+                       rt: Runtime, n_candidates: int = 0) -> list[dict[str, Tensor]]:
     """A fixed, un-augmented validation set (this rank's share), built once."""
-    data = AugmentedMeshes(val.meshes, n_points, max_len, options.seed, AugmentConfig.off())
+    data = AugmentedMeshes(val.meshes, n_points, max_len, options.seed, AugmentConfig.off(), n_candidates)
     count = min(len(val.lengths), options.val_batches * options.batch_size)
     order = np.argsort(val.lengths[:count], kind="stable")
     batches = [order[i:i + options.batch_size] for i in range(0, count, options.batch_size)]
@@ -164,6 +168,11 @@ def train(options: TrainOptions, config: ModelConfig, out_dir: Path, rt: Runtime
     optimizer = adamw(list(model.named_parameters()), options.lr, BETAS, options.weight_decay)
     step, position = 0, DataPosition()
     path = out_dir / CHECKPOINT
+    if options.init and not resume:
+        new = init_from(model, options.init)
+        if rt.main:
+            print(f"warm start from {options.init}; {len(new)} new tensor(s)"
+                  + (f": {', '.join(new[:8])}{' ...' if len(new) > 8 else ''}" if new else ""))
     if resume:
         tensors, state = ckpt.load_checkpoint(path)
         model.load_state_dict(ckpt.unprefixed("model", tensors))
@@ -180,12 +189,14 @@ def train(options: TrainOptions, config: ModelConfig, out_dir: Path, rt: Runtime
     sampler = BucketBatchSampler(train_set.lengths, options.batch_size, options.seed,
                                  rt.rank, rt.world, start=position)
     loader = DataLoader(AugmentedMeshes(train_set.meshes, config.n_points, max_len, options.seed,
-                                        AugmentConfig() if options.augment else AugmentConfig.off()),
+                                        AugmentConfig() if options.augment else AugmentConfig.off(),
+                                        config.n_candidates),
                         batch_sampler=sampler, collate_fn=collate, num_workers=options.workers,
                         worker_init_fn=_worker_init, pin_memory=rt.device.type == "cuda")
     # Every rank must join validation's all-reduce, even one whose share is empty.
     has_val = len(val_set.lengths) > 0
-    val_batches = validation_batches(val_set, config.n_points, max_len, options, rt) if has_val else []
+    val_batches = (validation_batches(val_set, config.n_points, max_len, options, rt, config.n_candidates)
+                   if has_val else [])
 
     def save() -> None:
         if rt.main:
@@ -225,8 +236,9 @@ def train(options: TrainOptions, config: ModelConfig, out_dir: Path, rt: Runtime
             window_loss, window_tokens, window_steps, t_window = 0.0, 0.0, 0, time.time()
         if has_val and (step % options.val_every == 0 or step == options.steps):
             val_loss = validate(net, val_batches, rt)
-            log.write(step=step, val_loss=round(val_loss, 5))
-            bar.write(f"step {step}: val_loss {val_loss:.4f}")
+            gap = condition_gap(model, val_batches, rt.device) if rt.main else {}
+            log.write(step=step, val_loss=round(val_loss, 5), condition_gap=gap)
+            bar.write(f"step {step}: val_loss {val_loss:.4f}; {format_gap(gap)}")
         stopping = rt.all_sum(float(stop.is_set()))[0] > 0
         done = step >= options.steps
         if stopping or done or timer.due():

@@ -1,0 +1,66 @@
+"""Vertex candidates: a quadric-decimated copy of the input whose vertices the model may copy.
+
+Inventing a vertex's 7-bit coordinates from a point cloud is the hard part of mesh generation
+(the decoder learned where blocks are but guessed the offsets inside them); copying them from a
+short list of likely corners is easy. Quadric decimation keeps exactly the vertices an artist
+would keep (corners, creases), so the list is the input decimated to a few times the vertex
+count an artist mesh needs. Training makes the list the way inference does, from a densified,
+jittered copy of the target, so that the model learns to choose and correct, not to trust.
+"""
+
+from __future__ import annotations
+
+import fast_simplification
+import numpy as np
+import trimesh
+
+from backend.mesh.quantize import quantize_coords
+
+# Longest edge after densifying, in the normalized frame (BPT's [-0.95, 0.95] box): decimation
+# then chooses among many vertices instead of returning the input's few as they are.
+DENSIFY_EDGE = 0.12
+MAX_DENSIFY_FACES = 60_000
+PAD = -1  # grid coordinate of an empty candidate slot
+
+
+def decimated_vertices(vertices: np.ndarray, faces: np.ndarray, count: int) -> np.ndarray:
+    """Up to `count` candidate vertices in the mesh's frame: its own vertices when it has no
+    more than `count` (a low-poly input already names its corners), else the vertices of its
+    quadric decimation to about `count` vertices."""
+    vertices = np.asarray(vertices, np.float64)
+    faces = np.asarray(faces, np.int64)
+    used = np.unique(faces)
+    if len(used) > count:
+        # A closed triangle mesh has about twice as many faces as vertices.
+        vertices, faces = fast_simplification.simplify(vertices[used].astype(np.float32),
+                                                       np.searchsorted(used, faces),
+                                                       target_count=max(2 * count, 4))
+        used = np.unique(faces)
+    vertices = np.asarray(vertices, np.float64)[used]
+    if len(vertices) > count:  # decimation stops near, not at, its target
+        vertices = vertices[np.linspace(0, len(vertices) - 1, count).astype(np.int64)]
+    return vertices
+
+
+def densified(vertices: np.ndarray, faces: np.ndarray, rng: np.random.Generator,
+              jitter: float) -> tuple[np.ndarray, np.ndarray]:
+    """Training's stand-in for a dense user input made from a low-poly target: subdivided to
+    short edges, vertices jittered (std `jitter`)."""
+    vertices = np.asarray(vertices, np.float64)
+    try:
+        dense_v, dense_f = trimesh.remesh.subdivide_to_size(vertices, faces, DENSIFY_EDGE, max_iter=8)
+    except ValueError:  # slivers that would need more rounds: keep the mesh as it is
+        dense_v, dense_f = vertices, np.asarray(faces)
+    if len(dense_f) > MAX_DENSIFY_FACES:
+        dense_v, dense_f = vertices, np.asarray(faces)
+    return dense_v + rng.normal(0.0, jitter, size=dense_v.shape), dense_f
+
+
+def candidate_grid(normalized: np.ndarray, count: int) -> np.ndarray:
+    """Normalized candidate positions -> (count, 3) int64 grid cells in xyz order, unique,
+    padded with PAD rows (the model's fixed number of candidate slots)."""
+    grid = np.full((count, 3), PAD, np.int64)
+    if len(normalized):
+        cells = np.unique(quantize_coords(normalized), axis=0)[:count]
+        grid[:len(cells)] = cells
+    return grid
