@@ -27,6 +27,11 @@ class GenerationResult:
         return trimesh.Trimesh(self.vertices, self.faces, process=False)
 
 
+def progress_text(event: ProgressEvent) -> str:
+    """What the progress line shows besides faces and elapsed time."""
+    return f"{event.tokens} tokens, {event.tokens_per_second:.0f} tokens/s, SCR {event.scr:.2f}"
+
+
 def generate(
     generator: Generator,
     points: np.ndarray,
@@ -38,15 +43,18 @@ def generate(
     vertex_chunks: list[np.ndarray] = [np.zeros((0, 3))]
     face_chunks: list[np.ndarray] = [np.zeros((0, 3), np.int64)]
     stats: dict = {}
-    bar = tqdm(total=options.max_faces, unit="face", file=sys.stderr, disable=not progress, leave=False)
+    # No total: the face budget is a cap, not a forecast (the model usually ends far below it),
+    # so the bar shows what is known: faces so far, tokens, tokens/s, SCR and elapsed time.
+    bar = tqdm(unit="face", file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True,
+               bar_format="{n_fmt} faces, {elapsed}{postfix}")
     with bar:
         for event in generator.stream(points, normals, options, mesh=mesh):
             if isinstance(event, FacesEvent):
                 vertex_chunks.append(np.asarray(event.vertices, np.float64).reshape(-1, 3))
                 face_chunks.append(np.asarray(event.faces, np.int64).reshape(-1, 3))
             elif isinstance(event, ProgressEvent):
-                bar.n = min(event.faces, options.max_faces)
-                bar.set_postfix(tokens=event.tokens, refresh=False)
+                bar.n = event.faces
+                bar.set_postfix_str(progress_text(event), refresh=False)
                 bar.refresh()
             elif isinstance(event, DoneEvent):
                 stats = dict(event.stats)

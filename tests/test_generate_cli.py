@@ -61,6 +61,10 @@ def test_generate_mesh_file_via_subprocess(tmp_path, tiny_model_dir, input_mesh)
     assert data["faces"] <= 12 and data["tokens"] >= data["forward_passes"] > 0
     assert data["mode"] == "speculative" and data["model_load_seconds"] > 0
     assert "faces" in proc.stderr and "tok/s" in proc.stderr  # the human summary
+    # The progress line: faces so far, elapsed, tokens/s and SCR; no bar or ETA against the budget.
+    assert "tokens/s, SCR" in proc.stderr and "/12" not in proc.stderr
+    assert data["threads"] == 1 and data["pieces"] >= 1 and data["boundary_edges"] >= 0
+    assert data["flipped_edges"] == 0 and data["inward_patches"] == 0
     _assert_in_input_frame(result, mesh.bounds)
 
 
@@ -111,6 +115,8 @@ def test_same_seed_same_mesh(tmp_path, tiny_model_dir, input_mesh):
         (["cloud.npy", "-o", "x.obj", "--max-faces", "0"], "max_faces"),
         (["cloud.npy", "-o", "x.obj", "--threads", "0"], "--threads"),
         (["cloud.npy", "-o", "x.obj", "--tree-nodes", "0"], "tree_nodes"),
+        (["cloud.npy", "-o", "x.glb", "--quads"], "--quads needs an .obj or .ply"),
+        (["cloud.npy", "-o", "x.obj", "--heads", "-1"], "--heads"),
     ],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, capsys, monkeypatch, args, message):
@@ -139,3 +145,68 @@ def test_empty_output_writes_nothing_and_exits_1(tmp_path, tiny_model_dir, input
     code = main(["generate", str(path), "-o", str(out), "--model", str(tiny_model_dir), "--device", "cpu"])
     assert code == 1 and not out.exists()
     assert "no faces" in capsys.readouterr().err
+
+
+def _stream_of(vertices: np.ndarray, faces: np.ndarray):
+    """A Generator.stream that sends the given mesh as the model's output, in two events."""
+    from backend.decoding import pipeline
+
+    def stream(self, points, normals, options, cancel=None):
+        half = len(faces) // 2
+        used = faces[:half].max() + 1
+        yield pipeline.FacesEvent(vertices[:used], faces[:half])
+        yield pipeline.FacesEvent(vertices[used:], faces[half:])
+        yield pipeline.ProgressEvent(3 * len(faces), len(faces), len(faces), 0.5)
+        yield pipeline.DoneEvent({"tokens": 3 * len(faces), "faces": len(faces), "forward_passes": len(faces),
+                                  "seconds": 0.5, "tokens_per_second": 6 * len(faces), "time_to_first_face": 0.1,
+                                  "valid": True, "scr": 3.0, "stop_reason": "eos", "mode": "ar"})
+    return stream
+
+
+@pytest.mark.parametrize("suffix", [".obj", ".ply"])
+def test_quads_come_out_outward_and_read_back(tmp_path, tiny_model_dir, input_mesh, monkeypatch, suffix):
+    """The CLI's clean-up and --quads on a known output: two boxes (one inside out, one with mixed
+    winding, a double-sided face) become 12 outward quads and 2 pieces."""
+    from backend.decoding import pipeline
+    from backend.mesh.cleanup import mesh_report
+
+    a, b = trimesh.creation.box(), trimesh.creation.box()
+    b.apply_translation((3.0, 0.0, 0.0))
+    faces = np.concatenate([a.faces[:, [0, 2, 1]], b.faces + 8])
+    faces[12::3] = faces[12::3, [0, 2, 1]]
+    faces = np.concatenate([faces, faces[:1, [0, 2, 1]]])
+    monkeypatch.setattr(pipeline.Generator, "stream", _stream_of(np.concatenate([a.vertices, b.vertices]), faces))
+    path, _ = input_mesh
+    out, stats_path = tmp_path / f"boxes{suffix}", tmp_path / "stats.json"
+    code = main(["generate", str(path), "-o", str(out), "--model", str(tiny_model_dir), "--device", "cpu",
+                 "--quads", "--stats-json", str(stats_path)])
+    assert code == 0
+    stats = json.loads(stats_path.read_text())
+    assert stats["output_quads"] == 12 and stats["output_triangles"] == 0 and stats["duplicate_faces"] == 1
+    assert stats["pieces"] == 2 and stats["boundary_edges"] == 0 and stats["closed_patches"] == 2
+    loaded = trimesh.load(out, process=False)
+    assert len(loaded.faces) == 24 and loaded.volume == pytest.approx(2.0)
+    assert all(part.volume > 0 for part in loaded.split(only_watertight=False))
+    assert mesh_report(loaded.vertices, loaded.faces)["inward_patches"] == 0
+
+
+def test_raw_keeps_the_models_winding(tmp_path, tiny_model_dir, input_mesh, monkeypatch):
+    from backend.decoding import pipeline
+
+    box = trimesh.creation.box()
+    monkeypatch.setattr(pipeline.Generator, "stream", _stream_of(box.vertices, box.faces[:, [0, 2, 1]]))
+    path, _ = input_mesh
+    for flag, sign in (("--raw", -1), (None, 1)):
+        out = tmp_path / f"box{flag}.obj"
+        args = ["generate", str(path), "-o", str(out), "--model", str(tiny_model_dir), "--device", "cpu"]
+        assert main(args + ([flag] if flag else [])) == 0
+        assert np.sign(trimesh.load(out, process=False).volume) == sign
+
+
+def test_heads_0_is_plain_autoregressive(tmp_path, tiny_model_dir, input_mesh):
+    path, _ = input_mesh
+    stats = tmp_path / "stats.json"
+    assert main(["generate", str(path), "-o", str(tmp_path / "ar.obj"), "--model", str(tiny_model_dir),
+                 "--device", "cpu", "--heads", "0", "--max-faces", "5", "--stats-json", str(stats)]) == 0
+    data = json.loads(stats.read_text())
+    assert data["mode"] == "ar" and data["heads_used"] == 0

@@ -207,3 +207,18 @@ def test_a_seed_gives_the_same_mesh_on_cuda_as_on_the_cpu(device, mode):
         assert len(expected.faces) > 0
         np.testing.assert_array_equal(got.faces, expected.faces)
         np.testing.assert_allclose(got.vertices, expected.vertices)
+
+
+def test_progress_events_carry_faces_rate_and_scr(generator):
+    """What the CLI's progress line and the add-on's panel show: faces so far, tokens/s and SCR,
+    ending on the done event's own figures."""
+    points, normals = sphere_cloud()
+    events = collect(generator, points, normals, GenerateOptions(mode="speculative", max_faces=25, seed=1))
+    progress = [e for e in events if isinstance(e, ProgressEvent)]
+    done = events[-1].stats
+    assert progress and [p.faces for p in progress] == sorted(p.faces for p in progress)
+    last = progress[-1]
+    assert (last.tokens, last.faces, last.forward_passes) == (done["tokens"], done["faces"], done["forward_passes"])
+    assert last.scr == pytest.approx(done["scr"]) and last.scr >= 1.0
+    assert last.tokens_per_second == pytest.approx(done["tokens_per_second"])
+    assert ProgressEvent(0, 0, 0, 0.0).scr == 0.0 and ProgressEvent(0, 0, 0, 0.0).tokens_per_second == 0.0

@@ -173,6 +173,7 @@ def test_process_speaks_only_protocol_on_stdout(client) -> None:
     events = wait_for(client, lambda e: e["event"] == "pong")
     assert [e["event"] for e in events] == ["ready", "pong"]
     assert events[0]["version"] and events[0]["model"]["config"]["max_seq_len"] == 3072
+    assert events[0]["model"]["threads"] == 1  # batch-1 decoding of a small model on the CPU
     client.send_line(b"{oops\n" + b"x" * (P.MAX_LINE_BYTES + 10) + b"\n")
     client.send(generate_request("g", max_faces=10))
     events = wait_for(client, lambda e: e["event"] in ("done", "error") and e.get("id") == "g")
@@ -183,15 +184,15 @@ def test_process_speaks_only_protocol_on_stdout(client) -> None:
 
 
 def test_process_exits_cleanly_on_eof(long_model_dir) -> None:
-    proc = subprocess.Popen(serve_argv(long_model_dir), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(serve_argv(long_model_dir) + ["--threads", "2"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     request = json.dumps(generate_request("g", max_faces=20000)).encode() + b"\n"
     proc.stdin.write(request)
     proc.stdin.close()  # EOF in the middle of a generation: cancel it and leave
     out = proc.stdout.read()
     assert proc.wait(timeout=60) == 0
     events = [json.loads(line) for line in out.splitlines()]
-    assert events[0]["event"] == "ready"
+    assert events[0]["event"] == "ready" and events[0]["model"]["threads"] == 2  # --threads overrides
 
 
 def test_model_load_failure_is_reported_in_band(tmp_path) -> None:

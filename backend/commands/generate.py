@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from backend.commands import add_threads_argument, set_threads
+from backend.commands import add_threads_argument, check_threads, set_decoding_threads
 
 OUTPUT_FORMATS = (".obj", ".ply", ".glb")
 
@@ -19,6 +19,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="IN", help="mesh file or point cloud (.ply/.npy)")
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="output mesh: .obj, .ply or .glb")
     p.add_argument("--stats-json", metavar="FILE", help="write generation stats as JSON ('-' for stdout)")
+    p.add_argument("--quads", action="store_true",
+                   help="join near-planar, near-rectangular triangle pairs into quads (.obj and .ply output)")
+    p.add_argument("--raw", action="store_true",
+                   help="write the model's triangles as they came: no welding, duplicate removal or "
+                        "outward orientation")
     add_model_arguments(p)
     add_decoding_arguments(p)
     p.set_defaults(func=run)
@@ -27,7 +32,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", help="model directory (default: $SPECMESH_MODEL_DIR or models/default)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    add_threads_argument(p)
+    add_threads_argument(p, decoding=True)
 
 
 def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,7 +43,8 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--greedy", action="store_true", help="always take the most likely token")
     p.add_argument("--ar", action="store_true", help="plain autoregressive decoding (no speculation)")
     p.add_argument("--delta", type=float, default=0.5, help="acceptance threshold δ in [0, 1] (default 0.5)")
-    p.add_argument("--heads", type=int, metavar="D", help="decoding heads to use (default: all the model has)")
+    p.add_argument("--heads", type=int, metavar="D",
+                   help="decoding heads to use (default: all the model has; 0: plain autoregressive, as --ar)")
     p.add_argument("--draft", choices=("is", "pts", "tree"), default="tree",
                    help="tree: verify a token tree of the heads' top candidates (default); is: independent "
                         "sampling (the paper's); pts: one sampled probability-tree path")
@@ -53,8 +59,12 @@ def options_from_args(args: argparse.Namespace):
     """GenerateOptions validates the values (ValueError with the option's name)."""
     from backend.decoding.pipeline import GenerateOptions
 
+    if args.heads is not None and args.heads < 0:
+        raise ValueError(f"--heads must be 0 (plain autoregressive) or more, got {args.heads}")
+    autoregressive = args.ar or args.heads == 0  # no drafting heads is plain AR, as in the add-on
     return GenerateOptions(
-        mode="ar" if args.ar else "speculative", delta=args.delta, heads=args.heads, draft=args.draft,
+        mode="ar" if autoregressive else "speculative", delta=args.delta,
+        heads=None if autoregressive else args.heads, draft=args.draft,
         pts_k=args.pts_k, tree_nodes=args.tree_nodes, verify=args.verify, temperature=args.temperature,
         greedy=args.greedy, max_faces=args.max_faces, seed=args.seed,
     )
@@ -63,8 +73,10 @@ def options_from_args(args: argparse.Namespace):
 def load_generator(args: argparse.Namespace):
     from backend.decoding.pipeline import Generator
 
-    set_threads(args.threads)
-    return Generator.load(args.model, device=args.device)
+    check_threads(args.threads)
+    generator = Generator.load(args.model, device=args.device)
+    generator.info["threads"] = set_decoding_threads(args.threads, generator)
+    return generator
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.suffix.lower() not in OUTPUT_FORMATS:
         raise ValueError(f"output must end in one of {', '.join(OUTPUT_FORMATS)}: {output}")
+    if args.quads and output.suffix.lower() not in (".obj", ".ply"):
+        raise ValueError(f"--quads needs an .obj or .ply output (glTF stores triangles only): {output}")
+    if args.quads and args.raw:
+        raise ValueError("--quads and --raw do not go together: quads are made from the cleaned mesh")
     options = options_from_args(args)
     cloud = read_input(args.input, seed=args.seed)  # before the model load: bad input fails fast
     if cloud.normals_estimated:
@@ -84,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = generate(generator, cloud.points, cloud.normals, options, progress=True,
                       mesh=cloud.source_mesh)
-    stats = {**result.stats, "model_load_seconds": load_seconds,
+    stats = {**result.stats, "model_load_seconds": load_seconds, "threads": generator.info.get("threads"),
              "input": str(args.input), "output": str(output)}
     if len(result.faces) == 0:
         print(f"specmesh generate: the model produced no faces (stop: {stats.get('stop_reason', '?')}); "
@@ -93,19 +109,58 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.stats_json, stats)
         return 1
     output.parent.mkdir(parents=True, exist_ok=True)
-    result.to_trimesh().export(output)
+    if args.raw:
+        result.to_trimesh().export(output)
+    else:
+        stats.update(write_artist_mesh(output, result.vertices, result.faces, quantization_step(cloud.points),
+                                       quads=args.quads))
     print(_summary(stats, output), file=sys.stderr)
     write_json(args.stats_json, stats)
     return 0
 
 
+def quantization_step(points) -> float:
+    """The model's grid step (2 / 128 in normalized units) in the caller's frame for this cloud."""
+    from backend.mesh.normalize import Normalization
+    from backend.mesh.quantize import LEVELS
+
+    return 2.0 / LEVELS / Normalization.fit(points).scale
+
+
+def write_artist_mesh(output: Path, vertices, faces, step: float, quads: bool) -> dict:
+    """Clean the generated triangles (weld vertices closer than the grid `step`, drop duplicate
+    faces, orient outward), optionally join quads, write the file; -> the clean-up and topology
+    stats. Distinct grid vertices lie at least one step apart (a few ulps less after the mapping
+    back to the caller's frame), so welding at half a step merges exactly the vertices that are
+    the same grid point and never two neighbouring ones."""
+    import numpy as np
+    import trimesh
+
+    from backend.mesh.cleanup import clean_mesh
+    from backend.mesh.quads import PolyMesh, join_triangles, write_polygons
+
+    cleaned = clean_mesh(vertices, faces, weld_distance=0.5 * step)
+    if quads:
+        mesh = join_triangles(cleaned.vertices, cleaned.faces)
+        write_polygons(output, mesh)
+    else:
+        mesh = PolyMesh(cleaned.vertices, cleaned.faces, np.zeros((0, 4), np.int64))
+        trimesh.Trimesh(cleaned.vertices, cleaned.faces, process=False).export(output)
+    return {**cleaned.stats, "output_vertices": len(mesh.vertices), "output_triangles": len(mesh.triangles),
+            "output_quads": len(mesh.quads)}
+
+
 def _summary(stats: dict, output: Path) -> str:
     first = stats.get("time_to_first_face")
     first_text = f"{first:.2f} s" if first is not None else "n/a"
+    shape = ""
+    if "pieces" in stats:
+        quads = f", {stats['output_quads']} quads" if stats.get("output_quads") else ""
+        shape = f"; {stats['pieces']} pieces, {stats['boundary_edges']} boundary edges{quads}"
     return (
         f"{stats['faces']} faces, {stats['tokens']} tokens in {stats['seconds']:.2f} s "
         f"({stats['tokens_per_second']:.0f} tok/s, SCR {stats.get('scr', 1.0):.2f}, first face {first_text}, "
-        f"{stats['mode']}, stop: {stats.get('stop_reason', '?')}, valid: {stats.get('valid')}) -> {output}"
+        f"{stats['mode']}, stop: {stats.get('stop_reason', '?')}, valid: {stats.get('valid')}{shape}) -> {output}"
     )
 
 

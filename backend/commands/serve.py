@@ -6,16 +6,21 @@ import argparse
 import os
 import sys
 
+from backend.commands import add_threads_argument, check_threads
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="model directory (default: $SPECMESH_MODEL_DIR or the shipped models/default)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_threads_argument(p, decoding=True)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from backend.server import serve
+
+    check_threads(args.threads)
 
     # stdout carries protocol lines only. Keep a private handle on the real stdout, then point
     # file descriptor 1 at stderr so stray prints, progress bars and C libraries cannot corrupt it.
@@ -24,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
     try:
-        return serve(args.model, args.device, sys.stdin.buffer, protocol_out)
+        return serve(args.model, args.device, sys.stdin.buffer, protocol_out, threads=args.threads)
     finally:
         protocol_out.close()

@@ -93,7 +93,16 @@ class ProgressEvent:
     tokens: int
     faces: int
     forward_passes: int
-    elapsed: float
+    elapsed: float  # seconds since the generation started (point encoding included)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def scr(self) -> float:
+        """Tokens per backbone forward pass so far."""
+        return self.tokens / self.forward_passes if self.forward_passes else 0.0
 
 
 @dataclass

@@ -169,12 +169,16 @@ def _progress(event: Any) -> dict[str, Any]:
             "scr": round(event.tokens / event.forward_passes, 3) if event.forward_passes else 0.0}
 
 
-def serve(model_dir: str | None, device: str, stdin: IO[bytes], stdout: IO[bytes]) -> int:
-    """Load the model once, announce `ready`, then serve requests until shutdown or EOF."""
+def serve(model_dir: str | None, device: str, stdin: IO[bytes], stdout: IO[bytes],
+          threads: int | None = None) -> int:
+    """Load the model once, announce `ready`, then serve requests until shutdown or EOF. Torch
+    threads: `threads`, or the batch-1 decoding choice (`backend.commands.decoding_threads`)."""
+    from backend.commands import set_decoding_threads
     from backend.decoding.pipeline import Generator
 
     try:
         generator = Generator.load(model_dir, device=device)
+        generator.info["threads"] = set_decoding_threads(threads, generator)
     except Exception as exc:  # report why in-band: the add-on shows this message to the user
         traceback.print_exc(file=sys.stderr)
         stdout.write(P.error_event(P.MODEL_LOAD_FAILED, f"could not load the model: {exc}", fatal=True))
