@@ -25,12 +25,10 @@ class SPECMESH_PT_generate(bpy.types.Panel):
             row.scale_y = 1.5
             row.operator("specmesh.generate", icon="MOD_REMESH")
         else:
-            p = session.progress
-            layout.progress(factor=p.fraction, type="BAR",
-                            text=f"{p.faces} / {session.settings.max_faces} faces")
-            row = layout.row()
-            row.label(text=f"{p.tokens_per_second:.0f} tokens/s")
-            row.label(text=f"SCR {p.scr:.2f}")
+            # What is known while streaming; the face budget is a cap, not a forecast, so no bar.
+            box = layout.box().column(align=True)
+            for line, icon in zip(session.progress.text(), ("MESH_DATA", "SORTTIME")):
+                box.label(text=line, icon=icon)
             layout.operator("specmesh.cancel", icon="CANCEL")
 
         col = layout.column()
@@ -42,6 +40,7 @@ class SPECMESH_PT_generate(bpy.types.Panel):
         row.label(text=f"δ {props.delta:.2f}")
         col.prop(props, "lossless")
         col.prop(props, "heads")
+        col.prop(props, "quads")
         col.prop(props, "max_faces")
         col.prop(props, "seed")
 

@@ -49,6 +49,10 @@ class SpecMeshSettings(bpy.types.PropertyGroup):
         name="Lossless", default=False,
         description="Verify drafts exactly: the same output distribution as plain autoregressive "
                     "decoding, whatever the speed. Speed ⟷ Quality is then unused")
+    quads: BoolProperty(
+        name="Quads", default=True,
+        description="At the end, join triangle pairs that are near-planar and near-rectangular into "
+                    "quads (Tris to Quads). Normals are always made to point outside")
     heads: IntProperty(
         name="Heads", description="Drafting heads D used per step (0: plain autoregressive decoding)",
         default=4, min=0, max=8)

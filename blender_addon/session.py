@@ -15,6 +15,7 @@ import bpy
 import numpy as np
 
 from .client import BackendClient, BackendStartError
+from .finish import finish_mesh
 
 _ids = itertools.count(1)
 
@@ -38,6 +39,7 @@ class Settings:
     max_faces: int = 2000
     seed: int = 0
     lossless: bool = False  # exact verification: the backbone's own distribution, delta unused
+    quads: bool = True      # join triangle pairs into quads at the end (done here, not by the backend)
 
     def request_fields(self) -> dict[str, Any]:
         fields = {"delta": float(self.delta), "heads": int(self.heads),
@@ -49,13 +51,26 @@ class Settings:
 
 @dataclass
 class Progress:
+    """What the panel shows while streaming: faces so far, tokens/s, SCR, elapsed (no ETA: the
+    face budget is a cap, not a forecast)."""
     faces: int = 0
     tokens: int = 0
     tokens_per_second: float = 0.0
     scr: float = 0.0
-    fraction: float = 0.0
+    elapsed: float = 0.0  # backend seconds at the last progress event
     updates: int = 0  # ticks that appended geometry (the viewport refreshed this often)
     stats: dict[str, Any] = field(default_factory=dict)
+    finish: dict[str, int] = field(default_factory=dict)  # what finish_mesh did at the end
+
+    def text(self) -> tuple[str, str]:
+        """The panel's two lines."""
+        return (f"{self.faces} faces · {self.elapsed:.1f} s",
+                f"{self.tokens_per_second:.0f} tokens/s · SCR {self.scr:.2f}")
+
+
+# The model's grid: 128 steps across the longest side of the points' box, which BPT maps to 1.9
+# of the 2 normalized units (backend/mesh/normalize.py, quantize.py).
+GRID_STEPS_PER_EXTENT = 128 * 0.95
 
 
 def create_output_object(source: bpy.types.Object) -> bpy.types.Object:
@@ -85,12 +100,16 @@ class GenerationSession:
         self._vertices = np.zeros((0, 3), np.float32)
         self._faces = np.zeros((0, 3), np.int32)
         self._cancel_sent_at = 0.0
+        self._weld_distance = 0.0
+        self._finished_mesh = False
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
 
     def start(self, points: np.ndarray, normals: np.ndarray) -> None:
+        extent = float(np.ptp(points, axis=0).max()) if len(points) else 0.0
+        self._weld_distance = 0.5 * extent / GRID_STEPS_PER_EXTENT  # half a grid step: the same grid point
         try:
             self.client.send({"op": "generate", "id": self.request_id,
                               "points": np.round(points.astype(np.float64), 6).tolist(),
@@ -130,6 +149,9 @@ class GenerationSession:
             self._append(new_vertices, new_faces)
         if self.state is State.CANCELLING and time.monotonic() - self._cancel_sent_at > self.cancel_timeout:
             self.state, self.message = State.CANCELLED, f"Cancelled; kept {len(self._faces)} faces"
+        if self.finished and not self._finished_mesh:
+            self._finished_mesh = True
+            self._finish_mesh()
         return self.finished
 
     # -- events -------------------------------------------------------------------------------
@@ -153,7 +175,7 @@ class GenerationSession:
         p.tokens = int(event.get("tokens", p.tokens))
         p.tokens_per_second = float(event.get("tokens_per_second", p.tokens_per_second))
         p.scr = float(event.get("scr", p.scr))
-        p.fraction = min(1.0, p.faces / max(1, self.settings.max_faces))
+        p.elapsed = float(event.get("elapsed", p.elapsed))
         if self.state is State.RUNNING:
             self.message = "Generating…"
 
@@ -164,7 +186,6 @@ class GenerationSession:
         p.tokens = int(stats.get("tokens") or p.tokens)
         p.tokens_per_second = float(stats.get("tokens_per_second") or p.tokens_per_second)
         p.scr = float(stats.get("scr") or p.scr)
-        p.fraction = 1.0
         seconds = float(stats.get("seconds") or 0.0)
         summary = f"{p.faces} faces in {seconds:.1f} s ({p.tokens_per_second:.0f} tokens/s, SCR {p.scr:.2f})"
         if stats.get("stop_reason") == "cancelled" or self.state is State.CANCELLING:
@@ -178,6 +199,18 @@ class GenerationSession:
         self.message = message + kept
 
     # -- mesh ---------------------------------------------------------------------------------
+    def _finish_mesh(self) -> None:
+        """Weld, drop duplicates, normals outside, quads: whatever faces the object ends with."""
+        obj = bpy.data.objects.get(self.output_name)
+        if obj is None or obj.type != "MESH" or len(obj.data.polygons) == 0:
+            return
+        if len(obj.data.vertices) != len(self._vertices):
+            return  # edited under us: leave it as the user has it
+        self.progress.finish = finish_mesh(obj.data, self._weld_distance, self.settings.quads)
+        quads = self.progress.finish["quads"]
+        if quads:
+            self.message += f"; {quads} quads"
+
     def _append(self, new_vertices: list[np.ndarray], new_faces: list[np.ndarray]) -> None:
         obj = bpy.data.objects.get(self.output_name)
         if obj is None or obj.type != "MESH" or len(obj.data.vertices) != len(self._vertices):

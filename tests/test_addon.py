@@ -18,9 +18,10 @@ bpy = pytest.importorskip("bpy")
 pytestmark = pytest.mark.bpy
 
 
-def _settings(max_faces: int, heads: int = 4, seed: int = 0, lossless: bool = False) -> None:
+def _settings(max_faces: int, heads: int = 4, seed: int = 0, lossless: bool = False, quads: bool = False) -> None:
     props = bpy.context.scene.specmesh
     props.max_faces, props.heads, props.seed, props.lossless = max_faces, heads, seed, lossless
+    props.quads = quads
 
 
 def _tick_until(session, predicate, timeout: float = 90.0) -> None:
@@ -254,8 +255,11 @@ def test_panel_and_preferences_draw_in_every_state(addon, monkey) -> None:
     _settings(max_faces=20000)
     session = addon.operators.start_generation(bpy.context, monkey)
     calls.clear()
-    draw_panel(_WithLayout(None, calls), bpy.context)  # running: progress bar and Cancel
-    assert ("progress", None) in calls and ("operator", "specmesh.cancel") in calls
+    draw_panel(_WithLayout(None, calls), bpy.context)  # running: faces, elapsed, tokens/s, SCR; Cancel
+    assert ("operator", "specmesh.cancel") in calls and ("progress", None) not in calls
+    session.progress.faces, session.progress.elapsed, session.progress.tokens_per_second = 31, 2.25, 152.4
+    session.progress.scr = 2.08
+    assert session.progress.text() == ("31 faces · 2.2 s", "152 tokens/s · SCR 2.08")
     session.cancel()
     _tick_until(session, lambda: session.finished)
     addon.operators.finish_generation(session)
@@ -278,3 +282,93 @@ def test_generation_is_one_undo_step(addon, monkey) -> None:
     bpy.ops.ed.redo()
     assert len(bpy.data.objects["Suzanne_retopo"].data.polygons) > 0
     assert "UNDO" in addon.operators.SPECMESH_OT_generate.bl_options
+
+
+def _signed_volumes(obj) -> list[float]:
+    """Signed volume of each loose part of a mesh object (bmesh)."""
+    import bmesh
+
+    bm = bmesh.new()
+    bm.from_mesh(obj.data)
+    volumes, seen = [], set()
+    for face in bm.faces:
+        if face.index in seen:
+            continue
+        part, stack = [], [face]
+        seen.add(face.index)
+        while stack:
+            f = stack.pop()
+            part.append(f)
+            for edge in f.edges:
+                for g in edge.link_faces:
+                    if g.index not in seen:
+                        seen.add(g.index)
+                        stack.append(g)
+        volumes.append(sum(f.verts[0].co.dot(f.verts[i].co.cross(f.verts[i + 1].co)) / 6
+                           for f in part for i in range(1, len(f.verts) - 1)))
+    bm.free()
+    return volumes
+
+
+def _two_scrambled_boxes(name: str):
+    """Two unit boxes (corners 0/1 and 3/4 in x) with mixed winding, one face doubled."""
+    corners = [(x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]
+    quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+    tris = []
+    for i, (a, b, c, d) in enumerate(quads):
+        first, second = (a, b, c), (a, c, d)
+        tris += [first[::-1] if i % 2 else first, second if i % 3 else second[::-1]]
+    vertices = corners + [(x + 3, y, z) for x, y, z in corners]
+    faces = tris + [tuple(i + 8 for i in t[::-1]) for t in tris] + [tris[0][::-1]]
+    mesh = bpy.data.meshes.new(name)
+    mesh.from_pydata(vertices, [], faces)
+    obj = bpy.data.objects.new(name, mesh)
+    bpy.context.scene.collection.objects.link(obj)
+    return obj
+
+
+@pytest.mark.parametrize("quads", [False, True])
+def test_finish_turns_normals_outside_and_joins_quads(addon, quads: bool) -> None:
+    obj = _two_scrambled_boxes(f"boxes_{quads}")
+    assert _signed_volumes(obj) != pytest.approx([1.0, 1.0])  # mixed winding going in
+    done = addon.finish.finish_mesh(obj.data, weld_distance=1e-4, quads=quads)
+    assert done["duplicate_faces"] == 1 and done["boundary_edges"] == 0
+    assert (done["quads"], done["triangles"]) == ((12, 0) if quads else (0, 24))
+    assert [len(p.vertices) for p in obj.data.polygons] == [4 if quads else 3] * (12 if quads else 24)
+    assert _signed_volumes(obj) == pytest.approx([1.0, 1.0])  # both boxes outward
+    assert not obj.data.validate()
+
+
+def test_generation_ends_oriented_with_quads(addon, monkey) -> None:
+    _settings(max_faces=60, seed=3, quads=True)
+    assert bpy.ops.specmesh.generate("EXEC_DEFAULT") == {"FINISHED"}
+    session = addon.runtime.session
+    output = bpy.data.objects["Suzanne_retopo"]
+    done = session.progress.finish
+    assert done and len(output.data.polygons) == done["quads"] + done["triangles"] > 0
+    sizes = [len(p.vertices) for p in output.data.polygons]
+    assert sizes.count(4) == done["quads"] and sizes.count(3) == done["triangles"]
+    assert not output.data.validate()
+
+
+@pytest.mark.parametrize("suffix", [".obj", ".ply"])
+def test_blender_imports_the_clis_quads(tmp_path, suffix: str) -> None:
+    """What `specmesh generate --quads` writes opens in Blender as quads, facing outward."""
+    import trimesh
+
+    from backend.mesh.cleanup import orient_outward
+    from backend.mesh.quads import join_triangles, write_polygons
+
+    cylinder = trimesh.creation.cylinder(radius=0.5, height=2.0, sections=10)
+    faces = orient_outward(cylinder.vertices, cylinder.faces[:, [0, 2, 1]])
+    path = tmp_path / f"cylinder{suffix}"
+    write_polygons(path, join_triangles(cylinder.vertices, faces))
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
+    importer = bpy.ops.wm.obj_import if suffix == ".obj" else bpy.ops.wm.ply_import
+    assert importer(filepath=str(path)) == {"FINISHED"}
+    (obj,) = bpy.context.selected_objects
+    sizes = [len(p.vertices) for p in obj.data.polygons]
+    assert sizes.count(4) == 10 and sizes.count(3) == len(sizes) - 10
+    obj.data.transform(obj.matrix_world)  # the OBJ importer turns Y-up into Blender's Z-up
+    assert _signed_volumes(obj) == pytest.approx([cylinder.volume], rel=1e-4)
