@@ -134,7 +134,7 @@ def test_empty_output_writes_nothing_and_exits_1(tmp_path, tiny_model_dir, input
     (A random model rarely does this on its own, so the stream is replaced by an immediate stop.)"""
     from backend.decoding import pipeline
 
-    def stop_at_once(self, points, normals, options, cancel=None):
+    def stop_at_once(self, points, normals, options, cancel=None, **kwargs):
         yield pipeline.DoneEvent({"tokens": 1, "faces": 0, "forward_passes": 1, "seconds": 0.01,
                                   "tokens_per_second": 100.0, "time_to_first_face": None, "valid": False,
                                   "scr": 1.0, "stop_reason": "eos"})
@@ -151,7 +151,7 @@ def _stream_of(vertices: np.ndarray, faces: np.ndarray):
     """A Generator.stream that sends the given mesh as the model's output, in two events."""
     from backend.decoding import pipeline
 
-    def stream(self, points, normals, options, cancel=None):
+    def stream(self, points, normals, options, cancel=None, **kwargs):
         half = len(faces) // 2
         used = faces[:half].max() + 1
         yield pipeline.FacesEvent(vertices[:used], faces[:half])
