@@ -7,9 +7,9 @@ import argparse
 
 # Batch-1 decoding of a small model runs thousands of tiny ops per second. Measured on this
 # project's 2-core CPU with the shipped model (docs/architecture.md, "Threads"): with the other
-# core busy, torch's default of 2 threads gave 16-76 tokens/s (waiting on a preempted worker at
-# every op), 1 thread 190-400 tokens/s; on the idle machine 2 threads gave 260-435 and 1 thread
-# 120-320. One thread is the choice that never collapses, so it is the default for models up to
+# core busy, torch's default of 2 threads gave 16-66 tokens/s on the examples (every op waits for
+# a preempted worker), 1 thread 189-401; on the idle machine 2 threads gave 260-435 and 1 thread
+# 122-322. One thread is the choice that never collapses, so it is the default for models up to
 # this many parameters; a larger model's passes are bound by its matrix products, where torch's
 # own thread count pays.
 SINGLE_THREAD_MAX_PARAMETERS = 50_000_000
