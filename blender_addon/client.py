@@ -1,8 +1,20 @@
-"""The backend process seen from Blender: `<python> -m backend serve` on pipes, no sockets.
+"""The backend process seen from Blender: `<python> -P -m backend serve` on pipes, no sockets.
 
-Plain Python (no bpy), so that tests can drive it directly. A reader thread turns stdout lines
-into dicts on a queue; Blender's timer drains the queue. Failures of the process itself are
-reported as ordinary `error` events (codes below), so the caller has one path for all errors.
+Plain Python (no bpy), so that tests can drive it directly. Nothing here blocks the calling
+thread (Blender's main thread) for longer than it takes to queue a line:
+- a writer thread writes requests from a bounded queue, so a backend that stops reading fills
+  the queue, not Blender's UI;
+- a reader thread turns stdout lines (each at most `max_line_bytes`) into dicts on a queue that
+  Blender's timer drains;
+- a watchdog thread, independent of `poll()`, kills a backend that is silent too long or that
+  stops reading its input.
+Failures of the process itself are reported as ordinary `error` events (codes below), so the
+caller has one path for all errors.
+
+Launching safely: the backend runs with `-P` and `PYTHONSAFEPATH=1` (the working directory is not
+on `sys.path`) and with a working directory of its own (the log's folder), so a `backend/`
+folder wherever Blender was started from is never imported. It runs in its own session
+(`start_new_session`), so Ctrl+C in Blender's terminal does not reach it.
 """
 
 from __future__ import annotations
@@ -11,6 +23,7 @@ import atexit
 import json
 import os
 import queue
+import signal
 import subprocess
 import threading
 import time
@@ -27,8 +40,29 @@ BACKEND_EXITED = "backend_exited"
 BACKEND_HUNG = "backend_hung"
 BACKEND_UNREADABLE = "backend_unreadable"
 MAX_LOG_BYTES = 5 * 1024 * 1024
+# The longest event line read from the backend. Its events are small (a faces event carries one
+# forward pass worth of faces); a longer line is skipped in bounded memory and reported.
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+OUTBOX_LINES = 8          # requests queued for the writer thread (a generate line is ~270 KB)
+WRITE_TIMEOUT_S = 15.0    # a write that waits longer than this means the backend stopped reading
+WATCHDOG_INTERVAL_S = 0.25
+_TERM, _KILL = signal.SIGTERM, getattr(signal, "SIGKILL", signal.SIGTERM)  # Windows has no SIGKILL
 
 _live: weakref.WeakSet[BackendClient] = weakref.WeakSet()
+
+
+class _Process:
+    """One started backend: the Popen, its request queue and the state its threads share."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]):
+        self.popen = popen
+        self.outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=OUTBOX_LINES)
+        self.writing_since: float | None = None  # monotonic time the current write started
+        self.write_failed = False
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
 
 
 class BackendClient:
@@ -36,21 +70,27 @@ class BackendClient:
 
     `startup_timeout` bounds the wait for `ready` (importing torch + loading the model);
     `stall_timeout` bounds the silence while a generation is running (the backend sends
-    progress many times a second). Past either, the process is killed as hung.
+    progress many times a second); `write_timeout` bounds a single request write. Past any of
+    them, the process is killed as hung. `cwd` is the backend's working directory (default: the
+    log's folder, which belongs to the add-on).
     """
 
     def __init__(self, argv: Sequence[str], log_path: str | Path, *, env: dict[str, str] | None = None,
-                 startup_timeout: float = 300.0, stall_timeout: float = 60.0):
+                 cwd: str | Path | None = None, startup_timeout: float = 300.0, stall_timeout: float = 60.0,
+                 write_timeout: float = WRITE_TIMEOUT_S, max_line_bytes: int = MAX_EVENT_BYTES):
         self.argv = list(argv)
         self.log_path = Path(log_path)
         self.env = env
+        self.cwd = Path(cwd) if cwd is not None else self.log_path.parent
         self.startup_timeout = startup_timeout
         self.stall_timeout = stall_timeout
+        self.write_timeout = write_timeout
+        self.max_line_bytes = max_line_bytes
         self.ready_info: dict[str, Any] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: _Process | None = None
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
         self._taken: deque[dict[str, Any]] = deque()  # events `wait` took off the queue early
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._last_heard = 0.0
         self._waiting_for: str | None = None  # id of the generation we expect events for
         self._stopping = False
@@ -59,11 +99,13 @@ class BackendClient:
     # -- process lifecycle --------------------------------------------------------------------
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        proc = self._proc
+        return proc is not None and proc.popen.poll() is None
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        proc = self._proc
+        return proc.pid if proc is not None else None
 
     def start(self) -> None:
         """Start the process unless it is running (so a crashed backend is restarted here)."""
@@ -72,6 +114,7 @@ class BackendClient:
                 return
             self._reap()
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.cwd.mkdir(parents=True, exist_ok=True)
             if self.log_path.is_file() and self.log_path.stat().st_size > MAX_LOG_BYTES:
                 self.log_path.replace(self.log_path.with_suffix(".old.log"))  # keep one previous log
             self.ready_info = None
@@ -80,17 +123,20 @@ class BackendClient:
                 log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.argv)}\n".encode())
                 log.flush()
                 try:
-                    self._proc = subprocess.Popen(
+                    popen = subprocess.Popen(
                         self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                        env=self._environment(), close_fds=True)
+                        env=self._environment(), cwd=str(self.cwd), close_fds=True, start_new_session=True)
                 except OSError as exc:
                     raise BackendStartError(f"could not start the backend ({self.argv[0]}): {exc}") from exc
+            proc = self._proc = _Process(popen)
             self._last_heard = time.monotonic()
-            threading.Thread(target=self._read, args=(self._proc,), name="specmesh-reader", daemon=True).start()
+            for target, name in ((self._read, "reader"), (self._write, "writer"), (self._watch, "watchdog")):
+                threading.Thread(target=target, args=(proc,), name=f"specmesh-{name}", daemon=True).start()
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ if self.env is None else self.env)
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONSAFEPATH"] = "1"  # like -P: never import from the working directory
         # Blender sets these for its own interpreter; inherited, they would break another Python.
         for name in ("PYTHONHOME", "PYTHONPATH"):
             if self.env is None or name not in self.env:
@@ -103,18 +149,17 @@ class BackendClient:
             proc, self._stopping = self._proc, True
             if proc is None:
                 return
-            if proc.poll() is None:
-                try:
-                    proc.stdin.write(b'{"op":"shutdown"}\n')
-                    proc.stdin.flush()
-                    proc.stdin.close()  # EOF also means shutdown
-                except (BrokenPipeError, OSError, ValueError):
-                    pass
-                for stop in (None, proc.terminate, proc.kill):
-                    if stop is not None:
-                        stop()
+            if proc.popen.poll() is None:
+                for line in (b'{"op":"shutdown"}\n', None):  # None: the writer closes stdin (EOF)
                     try:
-                        proc.wait(timeout)
+                        proc.outbox.put_nowait(line)
+                    except queue.Full:  # not reading: no point in asking
+                        break
+                for stop in (None, _TERM, _KILL):
+                    if stop is not None:
+                        _signal_group(proc, stop)
+                    try:
+                        proc.popen.wait(timeout)
                         break
                     except subprocess.TimeoutExpired:
                         continue
@@ -122,38 +167,54 @@ class BackendClient:
 
     def _reap(self) -> None:
         """Forget a process that has exited (its reader thread closes stdout at EOF)."""
-        if self._proc is not None and self._proc.poll() is not None:
+        proc = self._proc
+        if proc is not None and proc.popen.poll() is not None:
             try:
-                self._proc.stdin.close()
-            except (OSError, ValueError):
+                proc.outbox.put_nowait(None)  # lets the writer thread end
+            except queue.Full:
                 pass
             self._proc = None
         self._waiting_for = None
 
+    def _kill(self, proc: _Process) -> None:
+        """Kill `proc` and its process group; the caller reports why."""
+        self._stopping = True  # an exit we cause is no news
+        _signal_group(proc, _KILL)
+        proc.popen.wait()
+        self._reap()
+
     # -- messages -----------------------------------------------------------------------------
     def send(self, request: dict[str, Any]) -> None:
-        """Write one request line, starting the backend first if needed."""
+        """Queue one request line, starting the backend first if needed. Never waits for the
+        backend: a backend that does not take the line is reported as an `error` event."""
         line = json.dumps({"protocol": PROTOCOL_VERSION, **request}, allow_nan=False, separators=(",", ":"))
-        self.start()
-        if request.get("op") == "generate":
-            # Before writing: should the backend die on this very line, its exit is reported for this id.
-            self._waiting_for = request.get("id")
-            self._last_heard = time.monotonic()
-        self.send_line(line.encode() + b"\n")
+        with self._lock:
+            self.start()
+            if request.get("op") == "generate":
+                # Before writing: should the backend die on this very line, its exit is reported for this id.
+                self._waiting_for = request.get("id")
+                self._last_heard = time.monotonic()
+            proc = self._proc
+            try:
+                proc.outbox.put_nowait(line.encode() + b"\n")
+            except queue.Full:
+                if request.get("op") == "generate":
+                    self._not_reading(proc, f"{OUTBOX_LINES} requests are waiting")
 
     def send_line(self, line: bytes) -> bool:
-        """Write raw bytes (one or more lines); False if the backend is gone, in which case the
-        reader thread reports the exit with the log's last words."""
-        self.start()
-        try:
-            self._proc.stdin.write(line)
-            self._proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError, AttributeError):
-            return False
-        return True
+        """Queue raw bytes (one or more lines); False if they could not be queued (the backend is
+        gone or not reading). An exit is reported by the reader thread with the log's last words."""
+        with self._lock:
+            self.start()
+            proc = self._proc
+            try:
+                proc.outbox.put_nowait(line)
+            except queue.Full:
+                return False
+            return not proc.write_failed
 
     def poll(self, budget_s: float = 0.004, max_events: int = 1000) -> list[dict[str, Any]]:
-        """Events received so far, within a time budget; also runs the hang watchdog."""
+        """Events received so far, within a time budget."""
         events: list[dict[str, Any]] = []
         deadline = time.perf_counter() + budget_s
         while self._taken and len(events) < max_events:
@@ -165,7 +226,6 @@ class BackendClient:
                 break
         for event in events:
             self._observe(event)
-        self._watchdog()
         return events
 
     def wait(self, timeout: float) -> None:
@@ -182,39 +242,94 @@ class BackendClient:
         if kind == "ready":
             self.ready_info = event
         elif kind in ("done", "error") and event.get("id") in (None, self._waiting_for):
-            self._waiting_for = None
+            with self._lock:
+                self._waiting_for = None
 
-    def _watchdog(self) -> None:
-        if self._waiting_for is None or not self.alive:
-            return
-        limit = self.startup_timeout if self.ready_info is None else self.stall_timeout
-        silent = time.monotonic() - self._last_heard
-        if silent > limit:
+    # -- threads ------------------------------------------------------------------------------
+    def _watch(self, proc: _Process) -> None:
+        """The watchdog: runs until `proc` exits, whether or not anyone calls `poll()`."""
+        while proc.popen.poll() is None:
+            time.sleep(WATCHDOG_INTERVAL_S)
+            self._check(proc)
+
+    def _check(self, proc: _Process) -> None:
+        with self._lock:
+            if proc is not self._proc or proc.popen.poll() is not None:
+                return
+            since = proc.writing_since
+            if since is not None and time.monotonic() - since > self.write_timeout:
+                self._not_reading(proc, f"a request waited {time.monotonic() - since:.0f} s to be read")
+                return
+            if self._waiting_for is None:
+                return
+            limit = self.startup_timeout if self.ready_info is None else self.stall_timeout
+            silent = time.monotonic() - self._last_heard
+            if silent > limit:
+                request_id = self._waiting_for
+                self._kill(proc)
+                self._events.put(_error(BACKEND_HUNG, f"The backend did not answer for {silent:.0f} s and was "
+                                        f"stopped. It restarts on the next generation. Log: {self.log_path}",
+                                        request_id))
+
+    def _not_reading(self, proc: _Process | None, why: str) -> None:
+        with self._lock:
             request_id = self._waiting_for
-            self._stopping = True  # we report the hang ourselves; the exit is expected now
-            self._proc.kill()
-            self._proc.wait()
-            self._reap()
-            self._events.put(_error(BACKEND_HUNG, f"The backend did not answer for {silent:.0f} s and was "
+            if proc is not None and proc is self._proc:
+                self._kill(proc)
+            self._events.put(_error(BACKEND_HUNG, f"The backend stopped reading its input ({why}) and was "
                                     f"stopped. It restarts on the next generation. Log: {self.log_path}",
                                     request_id))
 
-    def _read(self, proc: subprocess.Popen[bytes]) -> None:
-        with proc.stdout:
-            self._read_lines(proc)
-        code = proc.wait()
-        # An exit we caused (shutdown, watchdog, or a newer process replacing this one) is no news.
-        if proc is self._proc and not self._stopping:
-            self._events.put(_error(BACKEND_EXITED, _exit_message(code, self.log_path), self._waiting_for))
+    def _write(self, proc: _Process) -> None:
+        stdin = proc.popen.stdin
+        try:
+            while True:
+                line = proc.outbox.get()
+                if line is None:
+                    break
+                proc.writing_since = time.monotonic()
+                stdin.write(line)
+                stdin.flush()
+                proc.writing_since = None
+        except (BrokenPipeError, OSError, ValueError):
+            proc.write_failed = True  # the process is gone; the reader reports its exit
+        finally:
+            proc.writing_since = None
+            try:
+                stdin.close()
+            except (BrokenPipeError, OSError, ValueError):
+                pass
 
-    def _read_lines(self, proc: subprocess.Popen[bytes]) -> None:
-        for raw in proc.stdout:
+    def _read(self, proc: _Process) -> None:
+        with proc.popen.stdout:
+            self._read_lines(proc)
+        code = proc.popen.wait()
+        # An exit we caused (shutdown, watchdog, or a newer process replacing this one) is no news.
+        with self._lock:
+            if proc is self._proc and not self._stopping:
+                self._events.put(_error(BACKEND_EXITED, _exit_message(code, self.log_path), self._waiting_for))
+
+    def _read_lines(self, proc: _Process) -> None:
+        stdout, cap = proc.popen.stdout, self.max_line_bytes
+        while True:
+            raw = stdout.readline(cap + 1)
+            if not raw:
+                return
             self._last_heard = time.monotonic()
+            if len(raw) > cap and not raw.endswith(b"\n"):
+                skipped = len(raw)
+                while raw and not raw.endswith(b"\n"):  # skip the rest in bounded memory
+                    raw = stdout.readline(cap + 1)
+                    skipped += len(raw)
+                    self._last_heard = time.monotonic()
+                self._events.put(_error(BACKEND_UNREADABLE, f"The backend wrote a line of {skipped} bytes, more "
+                                        f"than the {cap} an event may have; it was skipped", self._waiting_for))
+                continue
             try:
                 event = json.loads(raw)
                 if not isinstance(event, dict) or not isinstance(event.get("event"), str):
                     raise ValueError("not an event object")
-            except ValueError:
+            except (ValueError, RecursionError):
                 event = _error(BACKEND_UNREADABLE, f"The backend wrote a line that is not a protocol event: "
                                                    f"{raw[:120]!r}")
             self._events.put(event)
@@ -222,6 +337,22 @@ class BackendClient:
 
 class BackendStartError(RuntimeError):
     pass
+
+
+def _signal_group(proc: _Process, sig: int) -> None:
+    """Signal the backend's whole process group (it leads its own session); the process only
+    while it has not been reaped, so that a recycled id is never signalled."""
+    if proc.popen.poll() is not None:
+        return
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, sig)
+        elif sig == _TERM:
+            proc.popen.terminate()
+        else:
+            proc.popen.kill()
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _error(code: str, message: str, request_id: str | None = None) -> dict[str, Any]:

@@ -39,7 +39,7 @@ class SpecMeshPreferences(bpy.types.AddonPreferences):
                     "Empty: the environment made by Install Backend")
     base_python: StringProperty(
         name="Python for the venv", subtype="FILE_PATH", default="",
-        description="Python 3.10+ used by Install Backend to create the environment. "
+        description="Python 3.11 to 3.14 used by Install Backend to create the environment. "
                     "Empty: python3.11 or python3 found on PATH")
     device: EnumProperty(
         name="Device", default="auto",

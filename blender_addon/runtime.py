@@ -24,7 +24,9 @@ class LaunchConfig:
     @property
     def argv(self) -> list[str]:
         model = ["--model", self.model_dir] if self.model_dir else []
-        return [self.python, "-m", "backend", "serve", "--device", self.device, *model]
+        # -P: the working directory is never on sys.path (the client also sets PYTHONSAFEPATH and
+        # runs the backend in a folder of its own), so no stray `backend/` can stand in for ours.
+        return [self.python, "-P", "-m", "backend", "serve", "--device", self.device, *model]
 
 
 @dataclass

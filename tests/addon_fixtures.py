@@ -41,7 +41,14 @@ def load_addon_module(name: str) -> ModuleType:
 
 
 def serve_argv(model_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "backend", "serve", "--model", str(model_dir), "--device", "cpu"]
+    """How the add-on starts the backend (`-P`: the working directory is not on sys.path)."""
+    return [sys.executable, "-P", "-m", "backend", "serve", "--model", str(model_dir), "--device", "cpu"]
+
+
+def serve_env() -> dict[str, str]:
+    """This checkout's backend on the path explicitly: the client runs the backend in a folder of
+    its own with a safe path, so it would otherwise import whichever `backend` is installed."""
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from addon_fixtures import (REPO_ROOT, generate_request, load_addon_module, long_model_dir,  # noqa: F401
-                            process_gone, serve_argv, wait_for)
+                            process_gone, serve_argv, serve_env, wait_for)
 from backend.server import Server
 from backend.server import protocol as P
 
@@ -161,7 +161,8 @@ client_module = load_addon_module("client")
 
 @pytest.fixture
 def client(long_model_dir, tmp_path):
-    c = client_module.BackendClient(serve_argv(long_model_dir), tmp_path / "backend.log", startup_timeout=120)
+    c = client_module.BackendClient(serve_argv(long_model_dir), tmp_path / "backend.log", env=serve_env(),
+                                    startup_timeout=120)
     yield c
     c.shutdown()
     assert c.pid is None or process_gone(c.pid)
@@ -184,7 +185,7 @@ def test_process_speaks_only_protocol_on_stdout(client) -> None:
 
 
 def test_process_exits_cleanly_on_eof(long_model_dir) -> None:
-    proc = subprocess.Popen(serve_argv(long_model_dir) + ["--threads", "2"], stdin=subprocess.PIPE,
+    proc = subprocess.Popen(serve_argv(long_model_dir) + ["--threads", "2"], env=serve_env(), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     request = json.dumps(generate_request("g", max_faces=20000)).encode() + b"\n"
     proc.stdin.write(request)
@@ -208,7 +209,7 @@ def test_client_reports_a_crash_restarts_and_kills_a_hang(client) -> None:
     client.send(generate_request("g", max_faces=20000))
     wait_for(client, lambda e: e["event"] == "faces")
     first = client.pid
-    client._proc.kill()
+    os.kill(client.pid, signal.SIGKILL)
     error = wait_for(client, lambda e: e["event"] == "error")[-1]
     assert error["code"] == client_module.BACKEND_EXITED and error["id"] == "g"
     assert "killed by signal 9" in error["message"] and str(client.log_path) in error["message"]
@@ -232,7 +233,8 @@ def test_start_failure_names_the_interpreter(tmp_path) -> None:
 
 
 def test_shutdown_all_leaves_no_process(long_model_dir, tmp_path) -> None:
-    clients = [client_module.BackendClient(serve_argv(long_model_dir), tmp_path / f"{i}.log") for i in range(2)]
+    clients = [client_module.BackendClient(serve_argv(long_model_dir), tmp_path / f"{i}.log", env=serve_env())
+               for i in range(2)]
     for c in clients:
         c.start()
     pids = [c.pid for c in clients]
@@ -243,10 +245,10 @@ def test_shutdown_all_leaves_no_process(long_model_dir, tmp_path) -> None:
 def test_no_orphan_when_the_parent_exits_without_cleaning_up(long_model_dir, tmp_path) -> None:
     # The parent starts a backend and simply returns: atexit (and the stdin EOF) must end the child.
     script = (f"import sys; sys.path.insert(0, {str(REPO_ROOT / 'tests')!r})\n"
-              "from addon_fixtures import load_addon_module, serve_argv\n"
+              "from addon_fixtures import load_addon_module, serve_argv, serve_env\n"
               "client = load_addon_module('client')\n"
               f"c = client.BackendClient(serve_argv(__import__('pathlib').Path({str(long_model_dir)!r})), "
-              f"{str(tmp_path / 'log')!r})\n"
+              f"{str(tmp_path / 'log')!r}, env=serve_env())\n"
               "c.start(); print(c.pid, flush=True)\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     pid = int(result.stdout.split()[0])

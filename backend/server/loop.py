@@ -3,6 +3,7 @@ generation so that `cancel` and `ping` are answered while it streams faces."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import traceback
@@ -16,6 +17,12 @@ from backend.server import protocol as P
 
 # How long shutdown waits for a cancelled generation to notice before exiting anyway.
 JOIN_TIMEOUT_S = 10.0
+SHUTDOWN_SIGNALS = ("SIGINT", "SIGTERM")
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: shut down like `shutdown`, but tell the client why.
+    A BaseException so that no `except Exception` on the way swallows it."""
 
 
 def read_lines(stream: IO[bytes], max_bytes: int = P.MAX_LINE_BYTES) -> Iterator[bytes | None]:
@@ -43,6 +50,7 @@ class Server:
         self._job: tuple[str, threading.Event] | None = None
         self._worker: threading.Thread | None = None
         self._gone = threading.Event()  # the reader of our stdout went away
+        self._interrupted: str | None = None  # the signal that is shutting us down
 
     # -- output -------------------------------------------------------------------------------
     def emit(self, line: bytes) -> None:
@@ -69,6 +77,8 @@ class Server:
             for line in read_lines(stream):
                 if not self.handle_line(line):
                     break
+        except Interrupted as exc:
+            self._interrupted = str(exc)
         finally:
             self.stop()
 
@@ -142,7 +152,13 @@ class Server:
                 elif isinstance(event, ProgressEvent):
                     self.emit(P.encode_event("progress", id=request.id, **_progress(event)))
                 elif isinstance(event, DoneEvent):
-                    self._finish(P.encode_event("done", id=request.id, stats=event.stats))
+                    if self._interrupted is not None and cancel.is_set():
+                        # Nobody asked for this cancel: say so instead of a `cancelled` done.
+                        self._finish(P.error_event(
+                            P.INTERRUPTED, f"the backend received {self._interrupted} and shut down; the "
+                            f"{event.stats.get('faces', 0)} faces sent so far are valid", request.id, fatal=True))
+                    else:
+                        self._finish(P.encode_event("done", id=request.id, stats=event.stats))
                     return
             self._finish(P.error_event(P.GENERATION_FAILED, "generation ended without a done event", request.id))
         except Exception as exc:  # any failure becomes an error event; the server keeps serving
@@ -169,10 +185,28 @@ def _progress(event: Any) -> dict[str, Any]:
             "scr": round(event.tokens / event.forward_passes, 3) if event.forward_passes else 0.0}
 
 
+def _raise_interrupted(signum: int, _frame: Any) -> None:
+    for name in SHUTDOWN_SIGNALS:  # once is enough: a second signal must not break the shutdown
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def serve(model_dir: str | None, device: str, stdin: IO[bytes], stdout: IO[bytes],
           threads: int | None = None) -> int:
-    """Load the model once, announce `ready`, then serve requests until shutdown or EOF. Torch
-    threads: `threads`, or the batch-1 decoding choice (`backend.commands.decoding_threads`)."""
+    """Load the model once, announce `ready`, then serve requests until shutdown, EOF, SIGINT or
+    SIGTERM (all of them a clean shutdown with status 0). Torch threads: `threads`, or the
+    batch-1 decoding choice (`backend.commands.decoding_threads`)."""
+    if threading.current_thread() is threading.main_thread():
+        for name in SHUTDOWN_SIGNALS:
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), _raise_interrupted)
+    try:
+        return _serve(model_dir, device, stdin, stdout, threads)
+    except Interrupted:  # before `ready`: nothing runs yet, nothing to report
+        return 0
+
+
+def _serve(model_dir: str | None, device: str, stdin: IO[bytes], stdout: IO[bytes], threads: int | None) -> int:
     from backend.commands import set_decoding_threads
     from backend.decoding.pipeline import Generator
 

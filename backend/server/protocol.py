@@ -34,6 +34,7 @@ TOO_LARGE = "too_large"
 BUSY = "busy"
 MODEL_LOAD_FAILED = "model_load_failed"
 GENERATION_FAILED = "generation_failed"
+INTERRUPTED = "interrupted"
 
 
 class ProtocolError(ValueError):

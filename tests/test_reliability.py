@@ -1,0 +1,225 @@
+"""The fault and fuzz suite of docs/reliability.md: hostile working directories, signals, hangs,
+starved pipes, failed writes and malformed lines, against the real processes. Each test prints
+the figure it keeps true (shown with `pytest -s`, and in the summary of `pytest -rA`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from addon_fixtures import (REPO_ROOT, backend_children, generate_request, load_addon_module,  # noqa: F401
+                            long_model_dir, process_gone, serve_argv, serve_env, wait_for)
+
+client_module = load_addon_module("client")
+installer_module = load_addon_module("installer")
+
+
+def figure(text: str) -> None:
+    """One measured figure, printed past pytest's capture."""
+    sys.__stdout__.write(f"\n[reliability] {text}\n")
+    sys.__stdout__.flush()
+
+
+# -- a hostile `backend/` in the working directory --------------------------------------------
+
+HOSTILE_MAIN = """
+import json, os, pathlib, sys
+pathlib.Path(os.environ["HOSTILE_MARKER"]).write_text("ran from " + os.getcwd())
+print(json.dumps({"event": "ready", "protocol": 1, "hostile": True}), flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def hostile_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder holding a fake `backend` package that records that it ran, made the working
+    directory of this test (as if Blender had been started from it)."""
+    folder = tmp_path / "hostile"
+    (folder / "backend").mkdir(parents=True)
+    (folder / "backend" / "__init__.py").write_text("")
+    (folder / "backend" / "__main__.py").write_text(HOSTILE_MAIN)
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("HOSTILE_MARKER", str(tmp_path / "hostile-ran"))
+    return folder
+
+
+def test_the_hostile_package_would_run_without_the_safe_path(hostile_dir: Path, tmp_path: Path) -> None:
+    # The control: the attack is real, so the next tests can fail.
+    subprocess.run([sys.executable, "-m", "backend", "serve"], input=b"", capture_output=True, timeout=60,
+                   env={**os.environ, "PYTHONSAFEPATH": ""})
+    assert (tmp_path / "hostile-ran").is_file()
+
+
+def test_a_hostile_backend_folder_in_the_working_directory_is_never_imported(
+        hostile_dir: Path, tmp_path: Path, long_model_dir: Path) -> None:
+    launches = 0
+    # The client's own working directory (the log's folder), and even the hostile one itself:
+    # -P and PYTHONSAFEPATH keep the working directory off sys.path either way.
+    for cwd in (None, hostile_dir):
+        client = client_module.BackendClient(serve_argv(long_model_dir), tmp_path / "logs" / "backend.log",
+                                             env=serve_env(), cwd=cwd, startup_timeout=120)
+        try:
+            client.send({"op": "ping", "id": "p"})
+            events = wait_for(client, lambda e: e["event"] in ("pong", "error"))
+            assert [e["event"] for e in events] == ["ready", "pong"] and "hostile" not in events[0]
+            launches += 1
+        finally:
+            client.shutdown()
+    # The installer's check step runs the same way.
+    steps = installer_module.install_steps(sys.executable, tmp_path / "venv", REPO_ROOT, "cpu")
+    steps[3].cleanup.rmdir()
+    check = steps[-1]
+    assert check.argv[1:] == ["-P", "-m", "backend", "--help"]
+    run = installer_module.Installer([installer_module.Step(check.label, [sys.executable, *check.argv[1:]])],
+                                     tmp_path / "logs" / "install.log")
+    run.start()
+    run.join(120)
+    assert run.state is installer_module.InstallState.DONE, run.message
+    assert not (tmp_path / "hostile-ran").exists()
+    figure(f"hostile backend/ in the working directory: imported 0 times in {launches + 1} launches")
+
+
+# -- signals ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def client(long_model_dir: Path, tmp_path: Path):
+    c = client_module.BackendClient(serve_argv(long_model_dir), tmp_path / "backend.log", env=serve_env(),
+                                    startup_timeout=120)
+    yield c
+    c.shutdown()
+    assert c.pid is None or process_gone(c.pid)
+
+
+def test_sigint_to_the_backend_is_a_shutdown_reported_as_such(client) -> None:
+    client.send(generate_request("g", max_faces=20000))
+    wait_for(client, lambda e: e["event"] == "faces")
+    pid, started = client.pid, time.monotonic()
+    os.kill(pid, signal.SIGINT)
+    events = wait_for(client, lambda e: e["event"] in ("done", "error"), timeout=30)
+    error = events[-1]
+    assert error["event"] == "error" and error["code"] == "interrupted" and error["id"] == "g", error
+    assert "SIGINT" in error["message"] and error["fatal"]
+    assert client._proc is None or client._proc.popen.wait(10) == 0  # a clean exit, status 0
+    assert process_gone(pid)
+    figure(f"SIGINT to the backend: reported as 'interrupted' in {time.monotonic() - started:.2f} s, exit 0")
+
+
+ADDON_SCRIPT = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from addon_fixtures import generate_request, load_addon_module, serve_argv, serve_env
+client_module = load_addon_module("client")
+c = client_module.BackendClient(serve_argv(Path({model!r})), {log!r}, env=serve_env(), startup_timeout=120)
+c.send(generate_request("g", max_faces=20000))
+try:
+    while True:  # what the add-on's synchronous loop does (operators.run_to_end)
+        for e in c.poll(0.05):
+            if e["event"] == "faces":
+                print("faces", c.pid, flush=True)
+        c.wait(0.05)
+except KeyboardInterrupt:
+    c.send({{"op": "cancel", "id": "g"}})
+    end = None
+    while end is None:
+        end = next((e for e in c.poll(0.05) if e["event"] in ("done", "error")), None)
+        c.wait(0.05)
+    print("end", end["event"], end.get("stats", {{}}).get("stop_reason") or end.get("code"), flush=True)
+    c.send({{"op": "ping", "id": "after"}})
+    pong = None
+    while pong is None:
+        pong = next((e for e in c.poll(0.05) if e["event"] in ("pong", "error")), None)
+        c.wait(0.05)
+    print("after", pong["event"], c.pid, flush=True)
+    c.shutdown()
+"""
+
+
+def test_ctrl_c_in_the_addon_terminal_cancels_and_keeps_the_backend(long_model_dir: Path, tmp_path: Path) -> None:
+    script = ADDON_SCRIPT.format(tests=str(REPO_ROOT / "tests"), model=str(long_model_dir),
+                                 log=str(tmp_path / "backend.log"))
+    # The "add-on" leads its own process group, as Blender does in a terminal; Ctrl+C is SIGINT to that group.
+    addon = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    try:
+        first = addon.stdout.readline().split()
+        assert first[0] == "faces", addon.stderr.read()
+        backend_pid = int(first[1])
+        os.killpg(addon.pid, signal.SIGINT)
+        out, err = addon.communicate(timeout=60)
+    finally:
+        if addon.poll() is None:
+            os.killpg(addon.pid, signal.SIGKILL)
+    lines = [line.split() for line in out.splitlines() if not line.startswith("faces")]
+    assert lines[0] == ["end", "done", "cancelled"], (out, err)  # the user's cancel, not a dead backend
+    assert lines[1] == ["after", "pong", str(backend_pid)]  # the same warm backend still answers
+    assert addon.returncode == 0 and process_gone(backend_pid)
+    figure("Ctrl+C (SIGINT to the add-on's process group): the backend kept running, 1 cancel, 0 orphans")
+
+
+def test_a_stopped_backend_never_blocks_the_caller_and_is_reported(client) -> None:
+    client.write_timeout, client.stall_timeout = 1.0, 600.0
+    client.send({"op": "ping", "id": "p"})
+    wait_for(client, lambda e: e["event"] == "pong")
+    pid = client.pid
+    os.kill(pid, signal.SIGSTOP)  # it reads nothing more: the pipe (64 KB) fills at the first request
+    slowest, started = 0.0, time.monotonic()
+    for k in range(6):  # ~270 KB each, 1.6 MB in all
+        t = time.perf_counter()
+        client.send(generate_request(f"g{k}", max_faces=10))
+        slowest = max(slowest, time.perf_counter() - t)
+    error = wait_for(client, lambda e: e["event"] == "error", timeout=20)[-1]
+    reported = time.monotonic() - started
+    assert error["code"] == client_module.BACKEND_HUNG and "stopped reading" in error["message"], error
+    assert slowest < 0.5 and process_gone(pid) and not client.alive
+    client.send({"op": "ping", "id": "again"})  # the next request starts a fresh backend
+    assert wait_for(client, lambda e: e["event"] in ("pong", "error"))[-1]["event"] == "pong"
+    figure(f"backend stopped (SIGSTOP) while 1.6 MB of requests were sent: slowest send() {slowest * 1000:.1f} ms, "
+           f"reported in {reported:.1f} s (write timeout 1 s)")
+
+
+def test_the_watchdog_fires_without_anyone_polling(client) -> None:
+    client.stall_timeout = 1.0
+    client.send(generate_request("g", max_faces=20000))
+    wait_for(client, lambda e: e["event"] == "faces")
+    pid = client.pid
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(3.0)  # nobody calls poll(): the watchdog thread must act on its own
+    assert process_gone(pid)
+    events = client.poll(0.1, max_events=100000)
+    assert any(e["event"] == "error" and e["code"] == client_module.BACKEND_HUNG and e["id"] == "g" for e in events)
+    figure("backend stopped (SIGSTOP) mid-generation, nobody polling: killed and reported by the watchdog "
+           "within 1 s + 0.25 s")
+
+
+def test_an_endless_line_from_the_backend_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    fake = tmp_path / "fake.py"
+    fake.write_text(textwrap.dedent("""
+        import sys
+        out = sys.stdout.buffer
+        out.write(b'{"event":"ready","protocol":1}\\n')
+        chunk = b"x" * (1 << 20)
+        for _ in range(64):
+            out.write(chunk)
+        out.write(b'\\n{"event":"pong","id":"p","protocol":1}\\n')
+        out.flush()
+        sys.stdin.read()
+    """))
+    c = client_module.BackendClient([sys.executable, str(fake)], tmp_path / "log", max_line_bytes=1 << 20)
+    try:
+        c.start()
+        events = wait_for(c, lambda e: e["event"] == "pong", timeout=30)
+    finally:
+        c.shutdown()
+    kinds = [(e["event"], e.get("code")) for e in events]
+    assert kinds == [("ready", None), ("error", client_module.BACKEND_UNREADABLE), ("pong", None)]
+    assert "67108865 bytes" in events[1]["message"]
+    figure("a 64 MiB line from the backend: skipped with 1 error, read in 1 MiB pieces, the next event delivered")
