@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from backend.decoding.pipeline import GenerateOptions, Generator
 from backend.evaluation import Case, input_noise_floor, measure, median
+from backend.fileio import atomic_path
 from backend.generation import generate
 from backend.inputs import from_mesh
 
@@ -271,7 +272,8 @@ def _save(fig, path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 

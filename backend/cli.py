@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 VERBS = {
@@ -36,12 +37,32 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+TRACEBACK_ENV = "SPECMESH_TRACEBACK"  # set to 1 to see the traceback of an unexpected error
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Every failure is one line on stderr and exit status 2 (argparse's own usage errors too)."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        # Bad input is the user's to fix: one clear line, no traceback.
-        print(f"specmesh {args.verb}: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        _fail(args.verb, "interrupted")
+        return 130
+    except ModuleNotFoundError as exc:
+        _fail(args.verb, f"error: this command needs the package {exc.name!r}, one of the optional training "
+                         "dependencies: pip install 'specmesh[train]'")
+    except (ValueError, OSError, ArithmeticError) as exc:  # bad input, unwritable output, NaN
+        _fail(args.verb, f"error: {exc}")
+    except MemoryError:
+        _fail(args.verb, "error: out of memory")
+    except Exception as exc:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        _fail(args.verb, f"internal error: {type(exc).__name__}: {exc} (set {TRACEBACK_ENV}=1 for the traceback)")
+    return 2
+
+
+def _fail(verb: str, message: str) -> None:
+    # One line: whatever the exception says, newlines included.
+    print(f"specmesh {verb}: {' '.join(message.split())}", file=sys.stderr)

@@ -14,10 +14,13 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-from backend.mesh.io import load_mesh
+from backend.mesh.io import MAX_COORDINATE, MeshLoadError, check_input_file, load_mesh
 from backend.mesh.sample import sample_surface
 
 DEFAULT_POINTS = 4096
+# A .npy cloud is memory-mapped and subsampled, so its size costs little; this bounds the scan.
+MAX_CLOUD_POINTS = 100_000_000
+SCAN_ROWS = 1 << 20  # rows checked at a time
 # Neighbours used to fit a tangent plane when a point cloud comes without normals.
 NORMAL_NEIGHBOURS = 16
 
@@ -47,7 +50,11 @@ def read_input(path: str | Path, count: int = DEFAULT_POINTS, seed: int = 0) -> 
     if suffix == ".npy":
         return _cloud(_read_npy(path), count, seed)
     if suffix == ".ply":
-        geometry = trimesh.load(path, process=False)
+        check_input_file(path)
+        try:
+            geometry = trimesh.load(path, process=False)
+        except Exception as exc:  # trimesh raises many types for corrupt files
+            raise MeshLoadError(f"{path}: cannot read PLY ({type(exc).__name__}: {exc})") from exc
         if isinstance(geometry, trimesh.PointCloud):
             return _cloud(_ply_columns(geometry), count, seed)
     return from_mesh(load_mesh(path), count, seed)
@@ -56,17 +63,26 @@ def read_input(path: str | Path, count: int = DEFAULT_POINTS, seed: int = 0) -> 
 def from_mesh(mesh: trimesh.Trimesh, count: int = DEFAULT_POINTS, seed: int = 0) -> InputCloud:
     if len(mesh.faces) == 0:
         raise ValueError("the input mesh has no faces to sample points from")
+    if not np.isfinite(mesh.vertices).all() or np.abs(mesh.vertices).max() > MAX_COORDINATE:
+        raise ValueError(f"the input mesh has a coordinate that is not finite or beyond ±{MAX_COORDINATE:g}")
     points, normals = sample_surface(np.asarray(mesh.vertices), np.asarray(mesh.faces), count, seed)
     return InputCloud(np.asarray(points, np.float32), np.asarray(normals, np.float32), mesh)
 
 
 def _read_npy(path: Path) -> np.ndarray:
+    """The array, memory-mapped (nothing is read until rows are used); real numbers only."""
     try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"{path}: not a plain numeric .npy array ({exc})") from exc
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
+    except Exception as exc:  # ValueError, EOFError (empty file), OSError, UnpicklingError...
+        raise ValueError(f"{path}: not a plain numeric .npy array ({type(exc).__name__}: {exc})") from None
+    if array.dtype.kind == "c":
+        raise ValueError(f"{path}: holds complex numbers ({array.dtype}); coordinates must be real")
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: holds {array.dtype} values; coordinates must be real numbers")
     if array.ndim != 2 or array.shape[1] not in (3, 6):
         raise ValueError(f"{path}: expected an array of shape (N, 3) or (N, 6), got {array.shape}")
+    if len(array) > MAX_CLOUD_POINTS:
+        raise ValueError(f"{path}: {len(array)} points is more than {MAX_CLOUD_POINTS}; subsample it first")
     return array
 
 
@@ -83,14 +99,20 @@ def _ply_columns(cloud: trimesh.PointCloud) -> np.ndarray:
 
 
 def _cloud(array: np.ndarray, count: int, seed: int) -> InputCloud:
-    array = np.asarray(array, np.float64)
     if len(array) < 3:
         raise ValueError(f"a point cloud needs at least 3 points, got {len(array)}")
-    if not np.isfinite(array).all():
-        raise ValueError("the point cloud contains NaN or infinite values")
+    for start in range(0, len(array), SCAN_ROWS):  # in pieces: a memory-mapped array stays on disk
+        rows = np.asarray(array[start:start + SCAN_ROWS], np.float64)
+        if not np.isfinite(rows).all():
+            raise ValueError("the point cloud contains NaN or infinite values")
+        if np.abs(rows).max() > MAX_COORDINATE:
+            raise ValueError(f"the point cloud has a coordinate beyond ±{MAX_COORDINATE:g}")
     if len(array) > count:
         keep = np.random.default_rng(seed).choice(len(array), count, replace=False)
         array = array[np.sort(keep)]
+    array = np.asarray(array, np.float64)
+    if np.ptp(array[:, :3].astype(np.float32), axis=0).max() <= 0.0:
+        raise ValueError("the point cloud's points are all the same point; there is no shape to follow")
     points = array[:, :3]
     estimated = array.shape[1] == 3
     normals = estimate_normals(points) if estimated else _unit(array[:, 3:6])

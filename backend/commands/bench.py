@@ -58,20 +58,22 @@ def run(args: argparse.Namespace) -> int:
     from backend.benchmark import markdown, plot, run_bench
     from backend.commands.generate import load_generator, options_from_args, write_json
     from backend.decoding.pipeline import Generator
+    from backend.fileio import atomic_write, check_output_path
 
     options = options_from_args(args)
     sweeps = parse_sweeps(args.sweeps)
     ablation_dirs = parse_ablation(args.ablation)
     if args.quick and args.limit is None:
         args.limit = QUICK_INPUTS
-    cases = load_cases(args)
     out = Path(args.out)
+    check_output_path(out / "bench.json", "--out")
+    cases = load_cases(args)
 
     generator = load_generator(args)
     ablation = [(name, Generator.load(str(d), device=args.device)) for name, d in ablation_dirs]
     report = run_bench(generator, cases, options, sweeps=sweeps, quick=args.quick, ablation=ablation)
     write_json(out / "bench.json", report)
-    (out / "results.md").write_text(markdown(report))
+    atomic_write(out / "results.md", markdown(report))
     plots = plot(report, out)
     spec = report.get("speculative")
     headline = (f"speculative SCR {spec['scr']:.2f}, speedup {spec['speedup']:.2f}× over AR "

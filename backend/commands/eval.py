@@ -43,11 +43,12 @@ def load_cases(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from backend.commands.generate import load_generator, options_from_args, write_json
     from backend.evaluation import evaluate
+    from backend.fileio import check_output_path
     from backend.training.condition_use import format_gap
 
+    out = check_output_path(args.out, "--out")
     options = options_from_args(args)
     cases = load_cases(args)
-    out = Path(args.out)
     report = evaluate(load_generator(args), cases, options)
     write_json(out, report)
     print(_summary(report["summary"], out), file=sys.stderr)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from backend.commands import add_threads_argument, check_threads, set_decoding_threads
+from backend.fileio import atomic_path, atomic_write, check_output_path
 
 OUTPUT_FORMATS = (".obj", ".ply", ".glb")
 
@@ -56,11 +59,20 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace):
-    """GenerateOptions validates the values (ValueError with the option's name)."""
+    """The protocol's bounds first (the add-on gets the same ones), then GenerateOptions' own
+    checks; both raise ValueError naming the option."""
     from backend.decoding.pipeline import GenerateOptions
+    from backend.server.protocol import check_options
 
-    if args.heads is not None and args.heads < 0:
-        raise ValueError(f"--heads must be 0 (plain autoregressive) or more, got {args.heads}")
+    bounded = {"seed": args.seed, "max_faces": args.max_faces, "temperature": args.temperature, "delta": args.delta}
+    if args.heads is not None:
+        bounded["heads"] = args.heads
+    check_options(bounded, flags=True)
+    if not 1 <= args.pts_k <= 16:
+        raise ValueError(f"--pts-k must be in [1, 16], got {args.pts_k}")
+    if not 1 <= args.tree_nodes <= 64:
+        raise ValueError(f"--tree-nodes must be in [1, 64], got {args.tree_nodes}")
+
     autoregressive = args.ar or args.heads == 0  # no drafting heads is plain AR, as in the add-on
     return GenerateOptions(
         mode="ar" if autoregressive else "speculative", delta=args.delta,
@@ -90,6 +102,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--quads needs an .obj or .ply output (glTF stores triangles only): {output}")
     if args.quads and args.raw:
         raise ValueError("--quads and --raw do not go together: quads are made from the cleaned mesh")
+    # Every path is checked before the input is read or the model loaded: a typo must not cost
+    # a whole generation.
+    check_output_path(output, "output")
+    if args.stats_json not in (None, "-"):
+        check_output_path(args.stats_json, "--stats-json")
     options = options_from_args(args)
     cloud = read_input(args.input, seed=args.seed)  # before the model load: bad input fails fast
     if cloud.normals_estimated:
@@ -108,9 +125,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         write_json(args.stats_json, stats)
         return 1
-    output.parent.mkdir(parents=True, exist_ok=True)
     if args.raw:
-        result.to_trimesh().export(output)
+        write_mesh(result.to_trimesh(), output)
     else:
         stats.update(write_artist_mesh(output, result.vertices, result.faces, quantization_step(cloud.points),
                                        quads=args.quads))
@@ -142,10 +158,11 @@ def write_artist_mesh(output: Path, vertices, faces, step: float, quads: bool) -
     cleaned = clean_mesh(vertices, faces, weld_distance=0.5 * step)
     if quads:
         mesh = join_triangles(cleaned.vertices, cleaned.faces)
-        write_polygons(output, mesh)
+        with replacing(output) as tmp:
+            write_polygons(tmp, mesh)
     else:
         mesh = PolyMesh(cleaned.vertices, cleaned.faces, np.zeros((0, 4), np.int64))
-        trimesh.Trimesh(cleaned.vertices, cleaned.faces, process=False).export(output)
+        write_mesh(trimesh.Trimesh(cleaned.vertices, cleaned.faces, process=False), output)
     return {**cleaned.stats, "output_vertices": len(mesh.vertices), "output_triangles": len(mesh.triangles),
             "output_quads": len(mesh.quads)}
 
@@ -172,8 +189,25 @@ def write_json(target: str | Path | None, data: dict) -> None:
     if str(target) == "-":
         print(text)
     else:
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_text(text + "\n")
+        atomic_write(target, text + "\n")
+
+
+@contextlib.contextmanager
+def replacing(output: Path) -> Iterator[Path]:
+    """A temporary path that replaces OUT in one step when the block succeeds: a failed write
+    (full disk, file-size limit) leaves the old file as it was."""
+    try:
+        with atomic_path(output) as tmp:
+            yield tmp
+    except OSError as exc:
+        raise OSError(f"cannot write {output}: {exc.strerror or exc}") from exc
+
+
+def write_mesh(mesh, output: Path) -> None:
+    """Encode in memory, then replace OUT in one step."""
+    data = mesh.export(file_type=output.suffix.lower().lstrip("."))
+    with replacing(output) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
 def _jsonable(value):

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from backend.data.registry import FAMILY_NAMES, make_mesh, sample_family, split_seeds
+from backend.fileio import atomic_path, atomic_write
 from backend.tokenizer.bpt import encode_mesh
 
 FORMAT_VERSION = 1
@@ -53,9 +54,10 @@ def _write_shard(path: Path, items: list, seeds: np.ndarray) -> None:
     vertices, vertex_offsets = _concat([it[0] for it in items], np.float32, 3)
     faces, face_offsets = _concat([it[1] for it in items], np.int32, 3)
     tokens, token_offsets = _concat([it[2] for it in items], np.int16)
-    np.savez(path, vertices=vertices, vertex_offsets=vertex_offsets, faces=faces, face_offsets=face_offsets,
-             tokens=tokens, token_offsets=token_offsets,
-             family=np.array([it[3] for it in items], dtype=np.int16), seed=np.asarray(seeds, dtype=np.int64))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, vertices=vertices, vertex_offsets=vertex_offsets, faces=faces, face_offsets=face_offsets,
+                 tokens=tokens, token_offsets=token_offsets,
+                 family=np.array([it[3] for it in items], dtype=np.int16), seed=np.asarray(seeds, dtype=np.int64))
 
 
 def build(count: int, seed: int, out_dir: str | Path, workers: int = 2, split: str = "train",
@@ -68,6 +70,9 @@ def build(count: int, seed: int, out_dir: str | Path, workers: int = 2, split: s
     seeds = split_seeds(split, count, seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # meta.json is the dataset's index: gone first, written last, so a build that fails part-way
+    # leaves no index pointing at shards that are not there.
+    (out / "meta.json").unlink(missing_ok=True)
     for stale in out.glob("shard-*.npz"):
         stale.unlink()
     shards: list[str] = []
@@ -92,7 +97,7 @@ def build(count: int, seed: int, out_dir: str | Path, workers: int = 2, split: s
     bar.close()
     meta = {"count": count, "seed": seed, "split": split, "families": FAMILY_NAMES, "shards": shards,
             "shard_size": shard_size, "format_version": FORMAT_VERSION}
-    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    atomic_write(out / "meta.json", json.dumps(meta, indent=1))
     return out
 
 

@@ -14,6 +14,7 @@ import trimesh  # noqa: E402
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection  # noqa: E402
 
 from backend.data.registry import FAMILY_NAMES, make_mesh  # noqa: E402
+from backend.fileio import atomic_path, atomic_write  # noqa: E402
 
 LIGHT = np.array([0.35, -0.55, 0.75]) / np.linalg.norm([0.35, -0.55, 0.75])
 BASE_COLOR = np.array([0.62, 0.74, 0.88])
@@ -40,7 +41,8 @@ def contact_sheet(cells: list[tuple[str, trimesh.Trimesh]], path: str | Path, co
     for k, (title, mesh) in enumerate(cells):
         draw_mesh(fig.add_subplot(rows, columns, k + 1, projection="3d"), mesh, title)
     fig.subplots_adjust(left=0, right=1, bottom=0, top=0.97, wspace=0, hspace=0.12)
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return Path(path)
 
@@ -55,6 +57,6 @@ def preview(out_dir: str | Path, per_family: int = 3, seed: int = 0, families: l
     for family in families or FAMILY_NAMES:
         for k in range(per_family):
             mesh = make_mesh(family, seed + k)
-            mesh.export(out / f"{family}_{k}.obj")
+            atomic_write(out / f"{family}_{k}.obj", mesh.export(file_type="obj"))
             cells.append((f"{family} ({len(mesh.faces)} f)", mesh))
     return contact_sheet(cells, out / "contact_sheet.png", columns=max(per_family, COLUMNS // per_family * per_family))

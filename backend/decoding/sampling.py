@@ -58,6 +58,8 @@ def sample(probs: Tensor, generator: torch.Generator | None) -> Tensor:
     with zero probability is never picked (its CDF step is empty)."""
     flat = probs.reshape(-1, probs.shape[-1])
     cdf = flat.cumsum(-1)
+    if not bool(torch.isfinite(cdf[:, -1]).all()):  # NaN weights, or an overflow upstream
+        raise FloatingPointError("the model produced NaN or infinite scores; its weights or inputs are broken")
     u = uniform((flat.shape[0], 1), generator, like=cdf)
     index = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
     # u * total can round up to total itself: fall back to the last token with mass.

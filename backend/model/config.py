@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,11 @@ PRESET_DIR = Path(__file__).parent / "presets"
 HEAD_TYPES = ("ca", "mlp")
 CONDITIONS = ("latents", "points")
 MAX_SPEC_HEADS = 8
+# Upper bounds far above any real preset (large.json is BPT-sized): a config beyond them is a
+# mistake or an attack, and is refused before anything is allocated.
+MAX_FIELD = {"d_model": 16384, "n_layers": 512, "n_heads": 512, "d_ff": 131072, "n_latents": 65536,
+             "enc_layers": 512, "n_fourier": 64, "n_points": 1 << 20, "max_seq_len": 1 << 18,
+             "vocab_size": 1 << 20, "head_d_ff": 131072}
 
 
 @dataclass
@@ -46,16 +52,19 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "n_latents", "n_fourier",
                      "n_points", "max_seq_len", "vocab_size", "head_d_ff"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"ModelConfig.{name} must be positive, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise ValueError(f"ModelConfig.{name} must be an integer, got {value!r}")
+            if not 0 < value <= MAX_FIELD[name]:
+                raise ValueError(f"ModelConfig.{name} must be in 1..{MAX_FIELD[name]}, got {value}")
         if self.condition not in CONDITIONS:
             raise ValueError(f"condition must be one of {CONDITIONS}, got {self.condition!r}")
-        if self.n_candidates < 0 or self.n_context_points <= 0:
-            raise ValueError("n_candidates must be >= 0 and n_context_points positive")
+        if not 0 <= self.n_candidates <= 1 << 16 or not 0 < self.n_context_points <= 1 << 20:
+            raise ValueError("n_candidates must be in 0..65536 and n_context_points in 1..1048576")
         if self.n_candidates and self.condition != "points":
             raise ValueError("vertex candidates need condition 'points'")
-        if self.enc_layers < 0:
-            raise ValueError(f"ModelConfig.enc_layers must be >= 0, got {self.enc_layers}")
+        if not isinstance(self.enc_layers, numbers.Integral) or not 0 <= self.enc_layers <= MAX_FIELD["enc_layers"]:
+            raise ValueError(f"ModelConfig.enc_layers must be in 0..{MAX_FIELD['enc_layers']}, got {self.enc_layers}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         if not 1 <= self.spec_heads <= MAX_SPEC_HEADS:
@@ -84,7 +93,9 @@ class ModelConfig:
             raise ValueError(f"incomplete ModelConfig: {exc}") from exc
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        from backend.fileio import atomic_write
+
+        atomic_write(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelConfig":

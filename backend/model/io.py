@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 from torch import nn
 
+from backend.fileio import atomic_path
 from backend.model.config import ModelConfig
 from backend.model.decoder import MeshTransformer
 from backend.model.heads import HEAD_CLASSES, DraftHeads, build_heads
@@ -35,10 +36,12 @@ def save_model(directory: str | Path, model: MeshTransformer, heads: DraftHeads 
                              f"{config.spec_heads}")
     directory.mkdir(parents=True, exist_ok=True)
     config.save(directory / CONFIG_FILE)
-    st_save_model(model, str(directory / MODEL_FILE))
+    with atomic_path(directory / MODEL_FILE) as tmp:
+        st_save_model(model, str(tmp))
     heads_path = directory / HEADS_FILE
     if heads is not None:
-        st_save_model(heads, str(heads_path))
+        with atomic_path(heads_path) as tmp:
+            st_save_model(heads, str(tmp))
     elif heads_path.exists():
         heads_path.unlink()  # stale heads from an earlier save would not match this backbone
 
@@ -50,6 +53,36 @@ def _load_weights(module: nn.Module, path: Path, device: str | torch.device) -> 
         raise ValueError(f"cannot read weights {path}: {exc}") from exc
     except RuntimeError as exc:  # missing / unexpected keys, shape mismatches
         raise ValueError(f"weights {path} do not match {path.parent / CONFIG_FILE}: {exc}") from exc
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"weights {path} contain NaN or infinite values ({name}): the model would "
+                             "produce NaN")
+
+
+def _check_size(params: int, path: Path, what: str) -> None:
+    """Refuse a config whose model could not be in `path` (at least 2 bytes a parameter) before
+    allocating it: an absurd config.json must not cost gigabytes of memory."""
+    try:
+        with safe_open(str(path), framework="pt"):  # the header only
+            pass
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"cannot read weights {path}: {exc}") from exc
+    need, have = 2 * params, path.stat().st_size
+    if need > have + (1 << 20):
+        raise ValueError(f"{path.parent / CONFIG_FILE} describes a {what} of {params / 1e6:.1f}M parameters "
+                         f"(at least {need / 2**20:.0f} MiB) but {path.name} holds {have / 2**20:.1f} MiB: "
+                         "the config does not match the weights")
+
+
+def _planned_sizes(config: ModelConfig) -> tuple[int, int]:
+    """Parameters of the backbone and of the heads' own (not shared) weights, counted on the meta
+    device: nothing is allocated."""
+    with torch.device("meta"):
+        model = MeshTransformer(config)
+        heads = build_heads(config, model.lm_head)
+    shared = {id(p) for p in model.parameters()}
+    return (sum(p.numel() for p in model.parameters()),
+            sum(p.numel() for p in heads.parameters() if id(p) not in shared))
 
 
 def init_from(model: MeshTransformer, directory: str | Path) -> list[str]:
@@ -86,10 +119,14 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu"
     model_path = directory / MODEL_FILE
     if not model_path.is_file():
         raise FileNotFoundError(f"model weights not found: {model_path}")
+    heads_path = directory / HEADS_FILE
+    backbone_params, heads_params = _planned_sizes(config)
+    _check_size(backbone_params, model_path, "backbone")
+    if heads_path.is_file():
+        _check_size(heads_params, heads_path, "set of drafting heads")
     model = MeshTransformer(config).to(device)
     _load_weights(model, model_path, device)
     heads = None
-    heads_path = directory / HEADS_FILE
     if heads_path.is_file():
         heads = build_heads(config, model.lm_head).to(device)
         _load_weights(heads, heads_path, device)

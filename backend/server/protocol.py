@@ -20,6 +20,9 @@ MAX_POINTS = 65536
 MAX_FACES = 20000
 MAX_HEADS = 8
 MAX_ID_CHARS = 64
+# Coordinates beyond this are refused (the CLI's input readers use the same bound): the pipeline
+# works in float32, whose range ends at 3.4e38.
+MAX_COORDINATE = 1e30
 
 # Error codes (docs/protocol.md lists them with their meaning).
 INVALID_JSON = "invalid_json"
@@ -179,7 +182,7 @@ def _vectors(message: dict[str, Any], name: str) -> np.ndarray:
         array = np.asarray(rows, dtype=np.float64)
     except OverflowError:  # integers beyond float range
         raise ProtocolError(NOT_FINITE, f"'{name}' has a value beyond float range") from None
-    if not np.isfinite(array).all() or np.abs(array).max() > 1e30:
+    if not np.isfinite(array).all() or np.abs(array).max() > MAX_COORDINATE:
         raise ProtocolError(NOT_FINITE, f"'{name}' contains a non-finite or absurdly large value")
     return array.astype(np.float32)
 
@@ -197,6 +200,20 @@ def _option(name: str, value: Any) -> Any:
     if name in _CHOICES and value not in _CHOICES[name]:
         raise ProtocolError(INVALID_FIELD, f"'{name}' must be one of {_CHOICES[name]}, got {value[:40]!r}")
     return value
+
+
+def check_options(fields: dict[str, Any], flags: bool = False) -> dict[str, Any]:
+    """Validate generate options against the protocol's bounds (ProtocolError, a ValueError, on
+    the first bad one). `specmesh generate` uses this too, so the CLI and the add-on accept the
+    same values; with `flags` the message names the option as a command-line flag."""
+    for name, value in fields.items():
+        try:
+            _option(name, value)
+        except ProtocolError as exc:
+            if not flags:
+                raise
+            raise ProtocolError(exc.code, str(exc).replace(f"'{name}'", "--" + name.replace("_", "-"))) from None
+    return fields
 
 
 def _jsonable(value: Any) -> Any:

@@ -5,7 +5,6 @@ temporary file and `os.replace`d, so a crash mid-write never leaves a broken che
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +12,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from backend.fileio import atomic_path
+
 STATE_KEY = "specmesh_state"
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Copies to CPU also break storage sharing (tied weights), which safetensors refuses.
     flat = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(flat, str(tmp), metadata={STATE_KEY: json.dumps(state)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(flat, str(tmp), metadata={STATE_KEY: json.dumps(state)})
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from backend.decoding.autoregressive import generate_ar_batch
 from backend.decoding.sampling import SamplingConfig
+from backend.fileio import atomic_path
 from backend.model.decoder import MeshTransformer
 from backend.training.augment import AugmentConfig, augmented_vertices, point_condition
 
@@ -44,11 +45,10 @@ def _conditions(meshes, first: int, count: int, n_points: int, seed: int) -> tup
 
 
 def _save_chunk(path: Path, points: np.ndarray, normals: np.ndarray, rows: list[np.ndarray]) -> None:
-    tmp = path.with_name(path.stem + ".tmp.npz")
     offsets = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
     flat = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
-    np.savez(tmp, points=points, normals=normals, tokens=flat.astype(np.int16), offsets=offsets)
-    tmp.replace(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, points=points, normals=normals, tokens=flat.astype(np.int16), offsets=offsets)
 
 
 def _load_chunk(path: Path) -> Labels:
