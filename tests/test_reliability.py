@@ -223,3 +223,21 @@ def test_an_endless_line_from_the_backend_is_read_in_bounded_memory(tmp_path: Pa
     assert kinds == [("ready", None), ("error", client_module.BACKEND_UNREADABLE), ("pong", None)]
     assert "67108865 bytes" in events[1]["message"]
     figure("a 64 MiB line from the backend: skipped with 1 error, read in 1 MiB pieces, the next event delivered")
+
+
+def test_serve_and_generate_need_only_the_runtime_dependencies(long_model_dir: Path, tmp_path: Path) -> None:
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    training_only = [req.split(">")[0].split("=")[0].replace("-", "_")
+                     for req in project["optional-dependencies"]["train"]]
+    # As if the training extras were not installed (None in sys.modules: `import` fails, find_spec says absent).
+    code = ("import sys\n"
+            f"sys.modules.update(dict.fromkeys({training_only!r}))\n"
+            "from backend.cli import main\n"
+            f"sys.exit(main(['generate', {str(REPO_ROOT / 'examples' / 'chair.obj')!r}, '-o', "
+            f"{str(tmp_path / 'out.obj')!r}, '--model', {str(long_model_dir)!r}, '--max-faces', '5', '--device', 'cpu']))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=serve_env(), cwd=tmp_path)
+    assert result.returncode in (0, 1), result.stderr  # 1: the random model made no face, which is fine here
+    assert "needs the package" not in result.stderr
