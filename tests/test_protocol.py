@@ -122,5 +122,5 @@ def test_addon_speaks_the_same_protocol_version() -> None:
 
 def test_verify_choices_are_the_decoders() -> None:
     """The protocol keeps its own copy of the decoder's verification modes (it imports no torch)."""
-    from backend.decoding.speculative import VERIFY_MODES
-    assert P.VERIFY_MODES == VERIFY_MODES
+    from backend.options import VERIFICATIONS
+    assert P.VERIFY_MODES == VERIFICATIONS

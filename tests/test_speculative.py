@@ -10,8 +10,8 @@ from scipy.stats import chisquare
 from backend.decoding.autoregressive import stream_ar
 from backend.decoding.grammar_mask import GrammarMasks
 from backend.decoding.sampling import SamplingConfig, distribution, make_generator
-from backend.decoding.speculative import PTS_PRUNE, SpeculativeDecoder, probability_tree, stream_speculative
-from backend.decoding.tree import DraftTree, build_tree
+from backend.decoding.speculative import SpeculativeDecoder, stream_speculative
+from backend.decoding.tree import PRUNE, DraftTree, build_tree
 from backend.model.heads import build_heads
 from backend.model.io import load_model
 from backend.tokenizer.bpt import decode
@@ -237,7 +237,7 @@ def test_exact_verification_preserves_the_backbone_distribution(tiny, draft):
         assert chi_square_p(expected, naive, runs) < 1e-6
 
 
-def test_probability_tree_paths_are_valid(tiny):
+def test_pts_paths_are_valid_top_k_paths_of_the_tree(tiny):
     model, heads = tiny
     lat = latents(model, 7)
     masks = GrammarMasks("cpu")
@@ -247,25 +247,33 @@ def test_probability_tree_paths_are_valid(tiny):
         head_logits = heads.draft(hidden[:, -1], heads.prepare(lat))[0]
     state = GrammarState()
     state.advance(4608 + 73)
-    leaves = probability_tree(head_logits, state, masks, cfg, k=3)
-    assert leaves and all(w >= PTS_PRUNE for _, w, _ in leaves)
-    assert len({path for path, _, _ in leaves}) == len(leaves) <= 3 ** 4
-    for path, weight, states in leaves:
-        check = GrammarState()
-        check.advance(4608 + 73)
+    tree = build_tree(head_logits, state, masks, cfg, k=3, budget=256)
+    assert tree.tokens and all(w >= PRUNE for w in tree.weights) and tree.rows <= 1 + 3 + 9 + 27 + 81
+    depth = [0]
+    for parent in tree.parents:
+        depth.append(depth[parent] + 1)
+    generator = make_generator(0)
+    for _ in range(20):
+        chain = tree.sample_path(generator, with_q=True)
+        assert chain.parents == list(range(len(chain.tokens)))
+        check = clone(state)
         product = 1.0
-        for d, token in enumerate(path):
-            probs = distribution(head_logits[d], masks(check), cfg)
+        for d, token in enumerate(chain.tokens):
+            assert torch.equal(chain.masks[d], masks(check))
+            probs = torch.softmax(head_logits[d].masked_fill(~masks(check), float("-inf")), -1)
             assert token in probs.topk(3).indices.tolist()
             product *= float(probs[token])
+            assert chain.q[d, token] > 0 and float(chain.q[d].sum()) == pytest.approx(1.0)
             check.advance(token)  # raises if the path breaks the grammar
-        assert states[-1].kind == check.kind and len(states) == len(path) + 1
-        assert weight == pytest.approx(product)
-    depths = {len(p) for p, _, _ in leaves if not p or p[-1] != EOS}
-    assert len(depths) == 1  # complete paths only: all at the deepest surviving level
+        assert product >= PRUNE
+        assert len(chain.tokens) == max(depth) or chain.tokens[-1] == EOS  # the deepest level, or an EOS leaf
 
-    greedy = probability_tree(head_logits, state, masks, GREEDY, k=3)
-    assert len(greedy) == 1 and len(greedy[0][0]) == 4  # greedy: the single argmax chain
+    greedy = build_tree(head_logits, state, masks, GREEDY, k=3, budget=256)  # still K_s candidates a node
+    assert greedy.sample_path(generator, with_q=False).tokens[0] in greedy.tokens
+
+
+def clone(state):
+    return copy.copy(state)
 
 
 def test_invalid_arguments(tiny):

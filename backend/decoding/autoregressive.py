@@ -1,7 +1,8 @@
 """Plain autoregressive decoding with the static KV cache: one backbone forward pass per token.
 
-`stream_ar` is the batch-1 baseline the pipeline runs; `generate_ar_batch` runs many conditions
-in lockstep to produce the backbone's own generations as distillation labels."""
+`ar_step` is the one AR step: the batch-1 stream, the batched label generator and the speculative
+decoder's prefill all run it. `stream_ar` is the baseline the pipeline runs; `generate_ar_batch`
+runs many conditions in lockstep to produce the backbone's own generations as distillation labels."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import torch
 from torch import Tensor
 
 from backend.decoding.grammar_mask import GrammarMasks
-from backend.decoding.sampling import SamplingConfig, distribution, make_generator, sample, sample_token
-from backend.model.decoder import MeshTransformer
+from backend.decoding.sampling import SamplingConfig, distribution, make_generator, sample
+from backend.model.decoder import KVCache, MeshTransformer
 from backend.tokenizer.grammar import GrammarState
 from backend.tokenizer.vocab import BOS, EOS
 
@@ -26,6 +27,14 @@ def token_limit(model: MeshTransformer, max_tokens: int) -> int:
     return min(int(max_tokens), model.config.max_seq_len)
 
 
+def ar_step(model: MeshTransformer, cache: KVCache, fed: Tensor, masks: Tensor, sampling: SamplingConfig,
+            generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """Feed one token per row (fed [B, 1]) and sample the next under the grammar masks [B, V]:
+    (next tokens [B], the final hidden states [B, d] that predicted them)."""
+    logits, hidden = model(fed, cache=cache)
+    return sample(distribution(logits[:, -1], masks, sampling), generator), hidden[:, -1]
+
+
 @torch.inference_mode()
 def stream_ar(model: MeshTransformer, latents: Tensor, sampling: SamplingConfig, max_tokens: int,
               generator: torch.Generator | None) -> Iterator[list[int]]:
@@ -36,8 +45,8 @@ def stream_ar(model: MeshTransformer, latents: Tensor, sampling: SamplingConfig,
     state = GrammarState()
     token = BOS
     for _ in range(limit):
-        logits, _ = model(torch.tensor([[token]], device=latents.device), cache=cache)
-        token = sample_token(logits[0, -1], masks(state), sampling, generator)
+        fed = torch.tensor([[token]], device=latents.device)
+        token = int(ar_step(model, cache, fed, masks(state)[None], sampling, generator)[0])
         state.advance(token)
         yield [token]
         if token == EOS:
@@ -69,9 +78,7 @@ def generate_ar_batch(model: MeshTransformer, points: np.ndarray | Tensor, norma
     active = set(range(batch))
     fed = torch.full((batch, 1), BOS, dtype=torch.long, device=device)
     for _ in range(limit):
-        logits, _ = model(fed, cache=cache)
-        mask = torch.stack([masks(state) for state in states])
-        fed = sample(distribution(logits[:, -1], mask, sampling), generator).view(batch, 1)
+        fed = ar_step(model, cache, fed, torch.stack([masks(s) for s in states]), sampling, generator)[0][:, None]
         for i, token in enumerate(fed.view(-1).tolist()):
             if i in active:
                 states[i].advance(token)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from backend.decoding.autoregressive import stream_ar, token_limit
-from backend.decoding.sampling import SamplingConfig, make_generator
-from backend.decoding.speculative import DRAFT_MODES, VERIFY_MODES, stream_speculative
+from backend.decoding.sampling import make_generator
+from backend.decoding.speculative import stream_speculative
 from backend.inputs import estimate_normals
 from backend.mesh.candidates import candidate_grid, decimated_vertices
 from backend.mesh.normalize import Normalization
@@ -30,56 +30,17 @@ from backend.model.config import ModelConfig
 from backend.model.decoder import MeshTransformer, count_parameters
 from backend.model.heads import DraftHeads
 from backend.model.io import load_model
+from backend.options import GenerateOptions
 from backend.tokenizer.incremental import IncrementalDecoder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
 MODEL_DIR_ENV = "SPECMESH_MODEL_DIR"
-MODES = ("ar", "speculative")
 PROGRESS_INTERVAL = 0.2  # seconds between ProgressEvents
 # A weak model can fall into a loop that repeats vertices and never adds a face; a real face costs
 # about 2.6 tokens and a new patch fewer than 10, so this many tokens without a new face is a loop.
 STALL_TOKENS = 128
 SourceMesh = tuple[np.ndarray, np.ndarray]  # (vertices (n, 3), faces (m, 3)) of a mesh input
-
-
-@dataclass
-class GenerateOptions:
-    mode: str = "speculative"  # "ar" | "speculative" (falls back to "ar" when the model has no heads)
-    delta: float = 0.5
-    heads: int | None = None   # drafting heads to use; None = all the model has
-    # Tree drafts measured fastest on the shipped model (docs/bench); "is" is the paper's sampler.
-    draft: str = "tree"        # "is" | "pts" | "tree"
-    pts_k: int = 2             # K_s: candidates per head for "pts" and "tree"
-    tree_nodes: int = 8        # drafted tokens verified per pass with "tree"
-    verify: str = "threshold"  # "threshold" (paper) | "exact" (lossless speculative sampling)
-    temperature: float = 0.5
-    top_k: int = 50
-    top_p: float = 0.95
-    greedy: bool = False
-    max_faces: int = 2000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.draft not in DRAFT_MODES:
-            raise ValueError(f"draft must be one of {DRAFT_MODES}, got {self.draft!r}")
-        if self.verify not in VERIFY_MODES:
-            raise ValueError(f"verify must be one of {VERIFY_MODES}, got {self.verify!r}")
-        if not 0.0 <= self.delta <= 1.0:
-            raise ValueError(f"delta must be in [0, 1], got {self.delta}")
-        if not 1 <= self.tree_nodes <= 64:
-            raise ValueError(f"tree_nodes must be in 1..64, got {self.tree_nodes}")
-        if self.heads is not None and self.heads < 1:
-            raise ValueError(f"heads must be >= 1 (or None for all), got {self.heads}")
-        if self.max_faces < 1:
-            raise ValueError(f"max_faces must be >= 1, got {self.max_faces}")
-        self.sampling()  # validates temperature, top_k, top_p
-
-    def sampling(self) -> SamplingConfig:
-        return SamplingConfig(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-                              greedy=self.greedy)
 
 
 @dataclass

@@ -1,19 +1,27 @@
-"""Tree drafts: the backbone verifies a small tree of the heads' likeliest continuations in its one
-forward pass, instead of a single drafted path (tree attention as in SpecInfer and Medusa, here
-on XSpecMesh's heads). When the best draft is rejected, a sibling can still be accepted.
+"""Token trees: the one draft record of speculative decoding, its one builder, and its verification.
 
-Why it pays: a forward over 9 tokens costs only 0-40 % more than one over 5 on the CPU and about
-the same on a GPU (`benchmarks/model_speed.py`), while every extra accepted token saves a pass.
-The tree is verified by threshold (`accepted_path`) or losslessly (`sampled_path`).
+Every drafter proposes a `DraftTree` that the backbone verifies in one forward pass (tree attention
+as in SpecInfer and Medusa, here on XSpecMesh's heads): "is" and "pts" propose a chain (one node per
+depth), "tree" the `tree_nodes` likeliest nodes of the heads' top-K_s tree, so that when the best
+draft is rejected a sibling can still be accepted. Row 0 of a tree is the last accepted token x_n;
+node i is row i + 1, and every parent is listed before its children.
 
-Nodes are chosen best-first by the product of the heads' probabilities along their path (softmax
-of the grammar-masked head logits at the sampling temperature, 1 for greedy decoding, so that
-greedy decoding still gets K_s candidates per node), up to `budget` nodes. A child's product
-never exceeds its parent's, so the chosen set is closed under parents and every parent is listed
-before its children. Row 0 of a tree is the last accepted token x_n; node i is row i + 1."""
+`build_tree` picks nodes best-first by the product of the heads' probabilities along their path
+(softmax of the grammar-masked head logits at the sampling temperature, 1 for greedy decoding, so
+that greedy decoding still gets K_s candidates per node). A child's product never exceeds its
+parent's, so the chosen set is closed under parents. PTS samples one path of that tree (among its
+deepest nodes, by product) and drafts it as a chain.
+
+Verification walks down from row 0 over the backbone's distributions `probs` [rows, V]:
+- threshold (paper): follow the child whose token has the highest backbone p, while p > delta;
+- exact (lossless): a chain sampled from q is accepted while u * q(x) < p(x) and the first rejected
+  row is resampled from norm(max(0, p - q)) (speculative sampling); a tree without q draws the
+  backbone's own token at every row and follows the child that drafted it.
+Either way the walk returns the accepted rows and, where verification drew it, the next token."""
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from dataclasses import dataclass
@@ -23,29 +31,29 @@ import torch
 from torch import Tensor
 
 from backend.decoding.grammar_mask import GrammarMasks, clone_state
-from backend.decoding.sampling import SamplingConfig, sample
+from backend.decoding.sampling import SamplingConfig, sample, uniform
 from backend.tokenizer.grammar import GrammarState
 from backend.tokenizer.vocab import EOS
 
-PRUNE = 1e-5  # paths less likely than this under the heads are not drafted (PTS prunes alike)
+PRUNE = 1e-5  # paths less likely than this under the heads are never drafted
+PTS_NODES = 256  # PTS samples among the deepest nodes of at most this many of the likeliest
 
 
 @dataclass
 class DraftTree:
-    tokens: list[int]   # node tokens, parents first
-    parents: list[int]  # row of each node's parent (0 = x_n)
-    masks: Tensor       # [1 + N, V]: grammar mask after x_n (row 0) and after each node's path
+    tokens: list[int]          # node tokens, parents first
+    parents: list[int]         # row of each node's parent (0 = x_n)
+    masks: Tensor              # [rows, V] bool: grammar mask after x_n (row 0) and after each node's path
+    q: Tensor | None = None    # [rows - 1, V]: for a sampled chain, what node i was drawn from (exact verify)
+    weights: list[float] | None = None  # each node's product of head probabilities (build_tree)
 
     @property
     def rows(self) -> int:
         return 1 + len(self.tokens)
 
     def attention(self) -> Tensor:
-        """[rows, rows] bool: each row sees itself and its ancestors."""
-        visible = torch.eye(self.rows, dtype=torch.bool)
-        for node, parent in enumerate(self.parents):
-            visible[node + 1] |= visible[parent]
-        return visible
+        """[rows, rows] bool: each row sees itself and its ancestors (built once per topology)."""
+        return tree_attention(tuple(self.parents))
 
     def children(self) -> dict[int, dict[int, int]]:
         """Row -> {drafted token: child row}, children in node order (siblings' tokens differ)."""
@@ -54,35 +62,93 @@ class DraftTree:
             children.setdefault(parent, {})[token] = node + 1
         return children
 
-    def accepted_path(self, probs: Tensor, delta: float) -> list[int]:
-        """Threshold verification: rows of the longest chain the backbone accepts, walking down
-        from x_n: at each row the child whose token has the highest backbone probability p (row's
-        distribution), if p > delta. One gather brings every node's p to the host."""
+    def threshold_path(self, probs: Tensor, delta: float) -> list[int]:
+        """Rows of the longest chain the backbone accepts: at each row the child whose token has
+        the highest backbone p (the first of equals, like argmax), if p > delta. One gather
+        brings every node's p to the host."""
         if not self.tokens:
             return []
         parents = torch.tensor(self.parents, device=probs.device)
-        node_p = [0.0, *probs[parents, torch.tensor(self.tokens, device=probs.device)].tolist()]  # by row
+        node_p = [0.0, *probs[parents, torch.tensor(self.tokens, device=probs.device)].tolist()]
         children, path, row = self.children(), [], 0
         while row in children:
-            best = max(children[row].values(), key=node_p.__getitem__)  # the first of equals, like argmax
+            best = max(children[row].values(), key=node_p.__getitem__)
             if not node_p[best] > delta:
                 break
             row = best
             path.append(row)
         return path
 
-    def sampled_path(self, probs: Tensor, generator: torch.Generator | None) -> tuple[list[int], int]:
-        """Lossless verification ("exact"): draw the backbone's own token at every row (one draw
-        per row, made together), follow the child that drafted the draw, and stop at the first
-        row whose draw no child drafted. Returns the accepted rows and the token drawn at the last
-        row, which comes next. Every token is a sample of the backbone's distribution given the
-        accepted prefix, as in AR decoding; the tree only decides how many arrive in one pass."""
-        draws = sample(probs, generator).tolist()
+    def exact_path(self, probs: Tensor, generator: torch.Generator | None) -> tuple[list[int], int | None]:
+        """Lossless verification: (accepted rows, the token drawn at the row after them, or None
+        when the whole chain was accepted and the next token is still to be drawn)."""
+        if self.q is not None:  # a chain drawn from q: speculative sampling
+            count = len(self.tokens)
+            rows, index = torch.arange(count, device=probs.device), torch.tensor(self.tokens, device=probs.device)
+            ok = uniform((count,), generator, like=probs) * self.q[rows, index] < probs[rows, index]
+            k = int(ok.int().cumprod(0).sum())
+            if k == count:
+                return list(range(1, count + 1)), None
+            residual = (probs[k] - self.q[k]).clamp_min(0.0)
+            total = residual.sum()
+            # p == q leaves no residual mass, but then the draft could not have been rejected
+            # (only rounding gets here), so falling back to p keeps the distribution.
+            p = torch.where(total > 0, residual / total.clamp_min(1e-30), probs[k])
+            return list(range(1, k + 1)), int(sample(p, generator))
+        draws = sample(probs, generator).tolist()  # the backbone's own token at every row
         children, path, row = self.children(), [], 0
         while draws[row] in children.get(row, {}):
             row = children[row][draws[row]]
             path.append(row)
         return path, draws[row]
+
+    def chain(self, nodes: list[int], q: Tensor | None = None) -> "DraftTree":
+        """The path through `nodes` (rows, root first excluded) as a tree of its own."""
+        return DraftTree([self.tokens[r - 1] for r in nodes], list(range(len(nodes))),
+                         self.masks[[0, *nodes]], q)
+
+    def sample_path(self, generator: torch.Generator | None, with_q: bool) -> "DraftTree":
+        """PTS: one path among the deepest nodes (and the EOS nodes), drawn by product, as a chain;
+        with `with_q`, q[j] is the conditional of that draw at depth j (the leaf mass under each
+        child), so that exact verification stays lossless."""
+        if not self.tokens:
+            return self
+        depth = [0]
+        for parent in self.parents:
+            depth.append(depth[parent] + 1)
+        deepest = max(depth)
+        mass = [0.0] * self.rows  # leaf weight under each row
+        for row in range(self.rows - 1, 0, -1):
+            if depth[row] == deepest or self.tokens[row - 1] == EOS:
+                mass[row] += self.weights[row - 1]
+            mass[self.parents[row - 1]] += mass[row]
+        leaves = [r for r in range(1, self.rows) if depth[r] == deepest or self.tokens[r - 1] == EOS]
+        weights = torch.tensor([mass[r] for r in leaves], dtype=torch.float64)
+        row = leaves[int(sample(weights, generator))]
+        nodes = []
+        while row:
+            nodes.append(row)
+            row = self.parents[row - 1]
+        nodes.reverse()
+        q = None
+        if with_q:
+            q = torch.zeros(len(nodes), self.masks.shape[-1], dtype=torch.float64)
+            for child in range(1, self.rows):
+                parent = self.parents[child - 1]
+                if parent in (0, *nodes):
+                    j = 0 if parent == 0 else nodes.index(parent) + 1
+                    if j < len(nodes):
+                        q[j, self.tokens[child - 1]] += mass[child]
+            q = (q / q.sum(-1, keepdim=True)).to(self.masks.device)
+        return self.chain(nodes, q)
+
+
+@functools.lru_cache(maxsize=1024)
+def tree_attention(parents: tuple[int, ...]) -> Tensor:
+    visible = torch.eye(1 + len(parents), dtype=torch.bool)
+    for node, parent in enumerate(parents):
+        visible[node + 1] |= visible[parent]
+    return visible
 
 
 def build_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks, sampling: SamplingConfig,
@@ -109,6 +175,7 @@ def build_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks, sa
 
     tokens: list[int] = []
     parents: list[int] = []
+    weights: list[float] = []
     node_masks = [masks(state)]
     push_children(0, state, 1.0, 1)
     while heap and len(tokens) < budget:
@@ -117,10 +184,11 @@ def build_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks, sa
         node_state.advance(token)
         tokens.append(token)
         parents.append(parent)
+        weights.append(-neg_weight)
         node_masks.append(masks(node_state))
         if token != EOS:
             push_children(len(tokens), node_state, -neg_weight, depth + 1)
-    return DraftTree(tokens, parents, torch.stack(node_masks))
+    return DraftTree(tokens, parents, torch.stack(node_masks), weights=weights)
 
 
 def top_k_probabilities(logits: np.ndarray, allowed: np.ndarray, k: int) -> list[tuple[float, int]]:
