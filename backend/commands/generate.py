@@ -34,51 +34,63 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", help="model directory (default: $SPECMESH_MODEL_DIR or models/default)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    from backend.options import DEVICES
+
+    p.add_argument("--device", choices=DEVICES, default="auto")
     add_threads_argument(p, decoding=True)
 
 
 def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
-    """Decoding options shared by generate, eval and bench (bench sweeps some of them)."""
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--max-faces", type=int, default=2000, help="face budget (default 2000)")
-    p.add_argument("--temperature", type=float, default=0.5, help="sampling temperature (default 0.5)")
+    """Decoding options shared by generate, eval and bench (bench sweeps some of them); names,
+    defaults and choices come from backend.options. Decoding internals sit in their own group."""
+    from backend.options import DEFAULTS as D, DRAFTS, VERIFICATIONS
+
+    p.add_argument("--seed", type=int, default=D.seed, help=f"sampling seed (default {D.seed})")
+    p.add_argument("--max-faces", type=int, default=D.max_faces, help=f"face budget (default {D.max_faces})")
+    p.add_argument("--temperature", type=float, default=D.temperature,
+                   help=f"sampling temperature (default {D.temperature})")
     p.add_argument("--greedy", action="store_true", help="always take the most likely token")
     p.add_argument("--ar", action="store_true", help="plain autoregressive decoding (no speculation)")
-    p.add_argument("--delta", type=float, default=0.5, help="acceptance threshold δ in [0, 1] (default 0.5)")
+    p.add_argument("--delta", type=float, default=D.delta,
+                   help=f"acceptance threshold δ in [0, 1]: higher is closer to AR, lower is faster (default {D.delta})")
     p.add_argument("--heads", type=int, metavar="D",
                    help="decoding heads to use (default: all the model has; 0: plain autoregressive, as --ar)")
-    p.add_argument("--draft", choices=("is", "pts", "tree"), default="tree",
-                   help="tree: verify a token tree of the heads' top candidates (default); is: independent "
-                        "sampling (the paper's); pts: one sampled probability-tree path")
-    p.add_argument("--pts-k", type=int, default=2, metavar="K", help="top-K per head for pts and tree (default 2)")
-    p.add_argument("--tree-nodes", type=int, default=8, metavar="N",
-                   help="drafted tokens verified per pass with --draft tree (default 8)")
-    p.add_argument("--verify", choices=("threshold", "exact"), default="threshold",
-                   help="threshold: accept while p > δ (paper); exact: lossless speculative sampling")
+    advanced = p.add_argument_group("advanced (decoding internals)")
+    advanced.add_argument("--draft", choices=DRAFTS, default=D.draft,
+                          help=f"tree: verify a token tree of the heads' top candidates; is: independent "
+                               f"sampling (the paper's); pts: one sampled probability-tree path (default {D.draft})")
+    advanced.add_argument("--pts-k", type=int, default=D.pts_k, metavar="K",
+                          help=f"top-K per head for pts and tree (default {D.pts_k})")
+    advanced.add_argument("--tree-nodes", type=int, default=D.tree_nodes, metavar="N",
+                          help=f"drafted tokens verified per pass with --draft tree (default {D.tree_nodes})")
+    advanced.add_argument("--verify", choices=VERIFICATIONS, default=D.verify,
+                          help="threshold: accept while p > δ (paper); exact: lossless speculative sampling "
+                               f"(default {D.verify})")
+    advanced.add_argument("--top-k", type=int, default=D.top_k, help=f"top-k filter, 0 = off (default {D.top_k})")
+    advanced.add_argument("--top-p", type=float, default=D.top_p, help=f"top-p filter, 1 = off (default {D.top_p})")
 
 
 def options_from_args(args: argparse.Namespace):
     """The protocol's bounds first (the add-on gets the same ones), then GenerateOptions' own
-    checks; both raise ValueError naming the option."""
-    from backend.decoding.pipeline import GenerateOptions
+    checks (bounds from backend.options); both raise ValueError naming the option."""
+    from backend.options import BOUNDS, GenerateOptions
     from backend.server.protocol import check_options
 
-    bounded = {"seed": args.seed, "max_faces": args.max_faces, "temperature": args.temperature, "delta": args.delta}
+    bounded = {name: getattr(args, name) for name in ("seed", "max_faces", "temperature", "delta", "top_k", "top_p")}
     if args.heads is not None:
         bounded["heads"] = args.heads
     check_options(bounded, flags=True)
-    if not 1 <= args.pts_k <= 16:
-        raise ValueError(f"--pts-k must be in [1, 16], got {args.pts_k}")
-    if not 1 <= args.tree_nodes <= 64:
-        raise ValueError(f"--tree-nodes must be in [1, 64], got {args.tree_nodes}")
+    for name in ("pts_k", "tree_nodes"):  # not request fields: checked here with the flag's name
+        (low, high), value = BOUNDS[name], getattr(args, name)
+        if not low <= value <= high:
+            raise ValueError(f"--{name.replace('_', '-')} must be in [{low}, {high}], got {value}")
 
     autoregressive = args.ar or args.heads == 0  # no drafting heads is plain AR, as in the add-on
     return GenerateOptions(
         mode="ar" if autoregressive else "speculative", delta=args.delta,
         heads=None if autoregressive else args.heads, draft=args.draft,
         pts_k=args.pts_k, tree_nodes=args.tree_nodes, verify=args.verify, temperature=args.temperature,
-        greedy=args.greedy, max_faces=args.max_faces, seed=args.seed,
+        top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, max_faces=args.max_faces, seed=args.seed,
     )
 
 

@@ -166,7 +166,7 @@ class Server:
             self._finish(P.error_event(P.GENERATION_FAILED, f"{type(exc).__name__}: {exc}", request.id))
 
     def _options(self, fields: dict[str, Any]) -> Any:
-        from backend.decoding.pipeline import GenerateOptions
+        from backend.options import GenerateOptions
 
         fields = dict(fields)
         heads = fields.pop("heads", None)

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from backend.options import BOUNDS, MAX_FACES, MAX_HEADS, MODES, VERIFICATIONS  # noqa: F401 (re-exported)
+
 PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 16 * 1024 * 1024   # 65536 points + normals as JSON fit comfortably
 MIN_POINTS = 16
 MAX_POINTS = 65536
-MAX_FACES = 20000
-MAX_HEADS = 8
 MAX_ID_CHARS = 64
 # Coordinates beyond this are refused (the CLI's input readers use the same bound): the pipeline
 # works in float32, whose range ends at 3.4e38.
@@ -76,21 +76,14 @@ Request = Ping | Cancel | Shutdown | Generate
 # excluded from the numeric types explicitly because `bool` is a subclass of `int`.
 _NUMBER = (int, float)
 _OPTION_RULES: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
-    "delta": (_NUMBER, 0.0, 1.0),
-    "heads": ((int,), 0, MAX_HEADS),
-    "max_faces": ((int,), 1, MAX_FACES),
-    "seed": ((int,), 0, 2**31 - 1),
-    "temperature": (_NUMBER, 0.01, 2.0),
-    "top_k": ((int,), 0, 10000),
-    "top_p": (_NUMBER, 0.01, 1.0),
+    **{name: ((int,) if isinstance(low, int) and isinstance(high, int) else _NUMBER, low, high)
+       for name, (low, high) in BOUNDS.items() if name not in ("pts_k", "tree_nodes")},
+    "heads": ((int,), 0, MAX_HEADS),  # 0: no drafting heads, plain autoregressive decoding
     "greedy": ((bool,), None, None),
     "mode": ((str,), None, None),
     "verify": ((str,), None, None),
 }
-MODES = ("ar", "speculative")
-# How drafted tokens are accepted (backend.decoding.speculative.VERIFY_MODES; kept here so this
-# module needs no torch): by the threshold delta, or losslessly.
-VERIFY_MODES = ("threshold", "exact")
+VERIFY_MODES = VERIFICATIONS
 _CHOICES = {"mode": MODES, "verify": VERIFY_MODES}
 _FIELDS = {
     "ping": {"op", "protocol", "id"},
