@@ -37,6 +37,7 @@ TREES = ((2, 4), (2, 8), (3, 12))  # (K_s, nodes) of the tree-verification rows
 QUICK_TREES = ((2, 8),)
 SWEEPS = ("delta", "heads", "draft")
 WARMUP_FACES = 8
+PROFILE = ("model", "heads", "tree", "sampling", "host", "pipeline")
 
 Log = Callable[[str], None]
 
@@ -107,7 +108,7 @@ def run_one(config: Config, item: Prepared) -> dict:
     return {"name": item.name, "tokens": int(stats["tokens"]), "faces": int(stats["faces"]),
             "forward_passes": int(stats["forward_passes"]), "seconds": float(stats["seconds"]),
             "time_to_first_face": stats.get("time_to_first_face"), "stop_reason": stats.get("stop_reason"),
-            "valid": bool(quality["valid"] and stats.get("valid", True)),
+            "valid": bool(quality["valid"] and stats.get("valid", True)), "profile": stats.get("profile", {}),
             "chamfer": quality["chamfer"], "hausdorff": quality["hausdorff"]}
 
 
@@ -125,6 +126,10 @@ def aggregate(records: list[dict]) -> dict:
         "median_chamfer": median([r["chamfer"] for r in valid]),
         "median_hausdorff": median([r["hausdorff"] for r in valid]),
         "validity_rate": len(valid) / len(records) if records else 0.0,
+        # Where a pass's time goes, ms per forward pass: model, heads, tree (drafting), sampling
+        # (distributions + verification), host (commit, grammar), pipeline (faces, events).
+        "profile_ms": {section: 1000 * sum(r.get("profile", {}).get(section, 0.0) for r in records) / passes
+                       for section in PROFILE if passes},
     }
 
 
@@ -180,6 +185,7 @@ def run_bench(
     table["ablation"] = [({"name": name, "mode": mode}, Config(name, g, dataclasses.replace(base, mode=mode)))
                          for name, g in ablation for mode in ["speculative" if model_heads(g) else "ar"]]
     for g in {id(g): g for g in [generator, *(g for _, g in ablation)]}.values():
+        g.profile = True
         warm_up(g, inputs[0], base)
     if not model_heads(generator):
         log("the model has no drafting heads: only the AR baseline is measured")
@@ -299,6 +305,11 @@ def markdown(report: dict) -> str:
     ]
     main = [report["ar"]] + ([report["speculative"]] if "speculative" in report else [])
     lines += _table("Configuration", [(_label(r), r) for r in main])
+    lines += ["", "## Per-pass profile (ms per forward pass)", "",
+              "| Configuration | " + " | ".join(PROFILE) + " | total |", "|" + "---|" * (len(PROFILE) + 2)]
+    for r in main:
+        cells = [f"{r.get('profile_ms', {}).get(s, 0.0):.2f}" for s in PROFILE]
+        lines.append(f"| {_label(r)} | " + " | ".join(cells) + f" | {r['ms_per_pass']:.2f} |")
     for key, title, name in (("delta", "δ sweep", lambda r: f"δ={r['delta']}"),
                              ("heads", "Heads sweep", lambda r: f"D={r['heads']}"),
                              ("draft", "Draft sampling", lambda r: r["draft"]),

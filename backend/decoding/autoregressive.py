@@ -6,6 +6,7 @@ runs many conditions in lockstep to produce the backbone's own generations as di
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -28,16 +29,34 @@ def token_limit(model: MeshTransformer, max_tokens: int) -> int:
 
 
 def ar_step(model: MeshTransformer, cache: KVCache, fed: Tensor, masks: Tensor, sampling: SamplingConfig,
-            generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+            generator: torch.Generator | None, clock: "Clock | None" = None) -> tuple[Tensor, Tensor]:
     """Feed one token per row (fed [B, 1]) and sample the next under the grammar masks [B, V]:
     (next tokens [B], the final hidden states [B, d] that predicted them)."""
     logits, hidden = model(fed, cache=cache)
-    return sample(distribution(logits[:, -1], masks, sampling), generator), hidden[:, -1]
+    if clock is not None:
+        clock("model")
+    token = sample(distribution(logits[:, -1], masks, sampling), generator)
+    if clock is not None:
+        clock("sampling")
+    return token, hidden[:, -1]
+
+
+class Clock:
+    """Adds the seconds since the previous call to `profile[section]`; a no-op without a profile."""
+
+    def __init__(self, profile: dict[str, float] | None) -> None:
+        self.profile, self.last = profile, time.perf_counter()
+
+    def __call__(self, section: str) -> None:
+        if self.profile is not None:
+            now = time.perf_counter()
+            self.profile[section] = self.profile.get(section, 0.0) + now - self.last
+            self.last = now
 
 
 @torch.inference_mode()
 def stream_ar(model: MeshTransformer, latents: Tensor, sampling: SamplingConfig, max_tokens: int,
-              generator: torch.Generator | None) -> Iterator[list[int]]:
+              generator: torch.Generator | None, profile: dict[str, float] | None = None) -> Iterator[list[int]]:
     """Yield [token] per forward pass (BOS prefill first) until EOS or `max_tokens`."""
     limit = token_limit(model, max_tokens)
     cache = model.new_cache(1, limit, latents)
@@ -45,9 +64,11 @@ def stream_ar(model: MeshTransformer, latents: Tensor, sampling: SamplingConfig,
     state = GrammarState()
     token = BOS
     for _ in range(limit):
+        clock = Clock(profile)
         fed = torch.tensor([[token]], device=latents.device)
-        token = int(ar_step(model, cache, fed, masks(state)[None], sampling, generator)[0])
+        token = int(ar_step(model, cache, fed, masks(state)[None], sampling, generator, clock)[0])
         state.advance(token)
+        clock("host")
         yield [token]
         if token == EOS:
             return

@@ -177,6 +177,8 @@ def _stop_reason(detok: IncrementalDecoder, faces: int, max_faces: int, tokens_s
 
 
 class Generator:
+    profile = False  # True: DoneEvent stats carry "profile", seconds per decoding section (bench)
+
     def __init__(self, model: MeshTransformer, heads: DraftHeads | None, config: ModelConfig,
                  name: str = "model") -> None:
         self.model, self.heads, self.config = model.eval(), heads, config
@@ -203,7 +205,8 @@ class Generator:
         model that reads vertex candidates its decimated vertices to copy."""
         started = time.perf_counter()
         normalization, latents = self.encode(points, normals, options.seed, mesh)
-        tokens_stream = self._decode(latents, options)
+        profile: dict[str, float] | None = {} if self.profile else None
+        tokens_stream = self._decode(latents, options, profile)
 
         assembler = MeshAssembler(normalization)
         detok = IncrementalDecoder()
@@ -214,6 +217,7 @@ class Generator:
         tokens_at_last_face = 0
         for accepted in tokens_stream:
             passes += 1
+            received = time.perf_counter()
             corners: list[np.ndarray] = []
             for token in accepted:
                 tokens.append(token)
@@ -228,6 +232,8 @@ class Generator:
                                        len(tokens) - tokens_at_last_face, cancel)
             if stop_reason is not None:
                 break
+            if profile is not None:
+                profile["pipeline"] = profile.get("pipeline", 0.0) + time.perf_counter() - received
             if now - last_progress >= PROGRESS_INTERVAL:
                 last_progress = now
                 yield ProgressEvent(len(tokens), assembler.num_faces, passes, now - started)
@@ -251,6 +257,8 @@ class Generator:
             "duplicates_dropped": assembler.duplicates,
             "vertices": len(assembler.index),
         }
+        if profile is not None:  # seconds per section, summed over passes (`specmesh bench`)
+            stats["profile"] = profile
         yield DoneEvent(stats, np.asarray(tokens, np.int64))
 
     def _speculative(self, options: GenerateOptions) -> bool:
@@ -290,11 +298,13 @@ class Generator:
                                                cells)
         return normalization, latents
 
-    def _decode(self, latents: torch.Tensor, options: GenerateOptions) -> Iterator[list[int]]:
+    def _decode(self, latents: torch.Tensor, options: GenerateOptions,
+                profile: dict[str, float] | None = None) -> Iterator[list[int]]:
         generator = make_generator(options.seed)
         max_tokens = token_limit(self.model, self.config.max_seq_len)
         if not self._speculative(options):
-            return stream_ar(self.model, latents, options.sampling(), max_tokens, generator)
+            return stream_ar(self.model, latents, options.sampling(), max_tokens, generator, profile=profile)
         return stream_speculative(self.model, self.heads, latents, options.sampling(), max_tokens, generator,
                                   delta=options.delta, num_heads=self._num_heads(options), draft=options.draft,
-                                  pts_k=options.pts_k, verify=options.verify, tree_nodes=options.tree_nodes)
+                                  pts_k=options.pts_k, verify=options.verify, tree_nodes=options.tree_nodes,
+                                  profile=profile)

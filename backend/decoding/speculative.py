@@ -22,13 +22,12 @@ top-p); with greedy sampling it is one-hot, so the output equals AR greedy for a
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 
-from backend.decoding.autoregressive import ar_step, token_limit
+from backend.decoding.autoregressive import Clock, ar_step, token_limit
 from backend.decoding.grammar_mask import GrammarMasks, clone_state
 from backend.decoding.sampling import SamplingConfig, distribution, sample
 from backend.decoding.tree import PTS_NODES, DraftTree, build_tree
@@ -84,7 +83,7 @@ class SpeculativeDecoder:
     @torch.inference_mode()
     def step(self) -> list[int]:
         """One backbone forward pass; returns the 1..D+1 tokens it accepted."""
-        clock = _Clock(self.profile)
+        clock = Clock(self.profile)
         n = len(self.tokens)
         tree = self.propose(clock)
         clock("tree")
@@ -104,8 +103,9 @@ class SpeculativeDecoder:
             new = [*accepted, int(sample(probs[last], self.generator)) if extra is None else extra]
         clock("sampling")
         self.commit(n, path)
+        new = self._accept(new, hidden[:, last])
         clock("host")
-        return self._accept(new, hidden[:, last])
+        return new
 
     def commit(self, n: int, path: list[int]) -> None:
         """The accepted nodes sit at slots n + row: move them to n + depth, forget the rest."""
@@ -118,7 +118,7 @@ class SpeculativeDecoder:
         self.cache.pos = n + 1 + len(path)
 
     # --- proposing ------------------------------------------------------------------------
-    def propose(self, clock: "_Clock") -> DraftTree:
+    def propose(self, clock: Clock) -> DraftTree:
         n = len(self.tokens)
         depth = min(self.num_heads, self.limit - n - 1)
         if depth <= 0:  # at the token limit: a plain AR step
@@ -157,20 +157,6 @@ class SpeculativeDecoder:
                 break
         q = torch.stack(qs) if self.verify == "exact" else None
         return DraftTree(tokens, list(range(len(tokens))), torch.stack(masks), q)
-
-
-class _Clock:
-    """Adds the seconds since the last call to `profile[section]` (a no-op without a profile)."""
-
-    def __init__(self, profile: dict | None) -> None:
-        self.profile = profile
-        self.last = time.perf_counter()
-
-    def __call__(self, section: str) -> None:
-        if self.profile is not None:
-            now = time.perf_counter()
-            self.profile[section] = self.profile.get(section, 0.0) + now - self.last
-            self.last = now
 
 
 def stream_speculative(model: MeshTransformer, heads: nn.Module | None, latents: Tensor,

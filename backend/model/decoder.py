@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from backend.mesh.candidates import PAD
 from backend.model.config import ModelConfig
 from backend.model.encoder import PointEncoder
-from backend.model.layers import MLP, CrossAttention, SelfAttention, causal_mask, init_weights
+from backend.model.layers import MLP, CrossAttention, SelfAttention, causal_mask, init_weights, vocab_logits
 from backend.model.vocab_embedding import FactorizedVocab
 
 
@@ -153,6 +153,8 @@ class MeshTransformer(nn.Module):
         hidden = self.ln_f(x)
         if cache is not None:
             cache.pos = start_pos + t
+        if cache is not None and isinstance(self.lm_head, (nn.Linear, FactorizedVocab)):
+            return vocab_logits(self.lm_head.weight, hidden), hidden  # decoding: a few rows (no bias)
         return self.lm_head(hidden), hidden
 
 
