@@ -37,6 +37,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     from backend.options import DEVICES
 
     p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--compile", action="store_true",
+                   help="decode through torch.compile (CUDA graphs on a GPU); pays a one-time compile "
+                        "(tens of seconds) and falls back to eager with a notice where it cannot compile")
     add_threads_argument(p, decoding=True)
 
 
@@ -98,7 +101,7 @@ def load_generator(args: argparse.Namespace):
     from backend.decoding.pipeline import Generator
 
     check_threads(args.threads)
-    generator = Generator.load(args.model, device=args.device)
+    generator = Generator.load(args.model, device=args.device, compile=args.compile)
     generator.info["threads"] = set_decoding_threads(args.threads, generator)
     return generator
 

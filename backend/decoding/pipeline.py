@@ -193,11 +193,17 @@ class Generator:
         }
 
     @classmethod
-    def load(cls, model_dir: str | Path | None = None, device: str = "auto") -> "Generator":
-        """None -> $SPECMESH_MODEL_DIR or <repo>/models/default; device auto -> cuda if available."""
+    def load(cls, model_dir: str | Path | None = None, device: str = "auto", compile: bool = False) -> "Generator":
+        """None -> $SPECMESH_MODEL_DIR or <repo>/models/default; device auto -> cuda if available;
+        compile: decode through torch.compile (backend/decoding/compiled.py; eager if it cannot)."""
         path = resolve_model_dir(model_dir)
         model, heads, config = load_model(path, resolve_device(device))
-        return cls(model, heads, config, name=path.name)
+        generator = cls(model, heads, config, name=path.name)
+        if compile:
+            from backend.decoding.compiled import compile_decoding
+
+            generator.info["compiled"] = compile_decoding(generator.model, generator.heads)
+        return generator
 
     def stream(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
                cancel: threading.Event | None = None, mesh: SourceMesh | None = None) -> Iterator[Event]:

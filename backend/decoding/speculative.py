@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from backend.decoding.autoregressive import Clock, ar_step, token_limit
 from backend.decoding.grammar_mask import GrammarMasks, clone_state
 from backend.decoding.sampling import SamplingConfig, distribution, sample
-from backend.decoding.tree import PTS_NODES, DraftTree, build_tree
+from backend.decoding.tree import PTS_NODES, DraftTree, build_tree, tree_attention
 from backend.model.decoder import MeshTransformer
 from backend.options import check_decoding
 from backend.tokenizer.grammar import GrammarState
@@ -52,6 +52,7 @@ class SpeculativeDecoder:
         self.sampling, self.generator = sampling, generator
         self.delta, self.num_heads, self.draft, self.verify = float(delta), num_heads, draft, verify
         self.pts_k, self.tree_nodes = int(pts_k), int(tree_nodes)
+        self.rows = 1 + (self.tree_nodes if draft == "tree" else num_heads)  # most rows a verify pass feeds
         self.limit = token_limit(model, max_tokens)
         self.profile = profile  # section -> seconds, filled when given (`specmesh bench`)
         with torch.inference_mode():
@@ -87,10 +88,12 @@ class SpeculativeDecoder:
         n = len(self.tokens)
         tree = self.propose(clock)
         clock("tree")
-        fed = torch.tensor([[self.tokens[-1], *tree.tokens]], device=self.latents.device)
-        logits, hidden = self.model(fed, cache=self.cache, tree=tree.attention())
+        # A static cache (compiled step) gets every verify pass padded to the same rows.
+        pad = self.rows - tree.rows if self.cache.static else 0
+        fed = torch.tensor([[self.tokens[-1], *tree.tokens, *[EOS] * pad]], device=self.latents.device)
+        logits, hidden = self.model(fed, cache=self.cache, tree=tree_attention(tuple(tree.parents), pad))
         clock("model")
-        probs = distribution(logits[0], tree.masks, self.sampling)
+        probs = distribution(logits[0, :tree.rows], tree.masks, self.sampling)
         if self.verify == "exact":
             path, extra = tree.exact_path(probs, self.generator)
         else:
@@ -138,7 +141,9 @@ class SpeculativeDecoder:
         embedding = None
         if self.heads.token_input:
             embedding = self.model.tok_emb(torch.tensor([self.tokens[-1]], device=self.latents.device))
-        return self.heads.draft(self.hidden, self.prepared, num_heads=length, token_embedding=embedding)[0]
+        # All heads every time (one shape for a compiled draft); the last passes use fewer.
+        return self.heads.draft(self.hidden, self.prepared, num_heads=self.num_heads,
+                                token_embedding=embedding)[0, :length]
 
     def _independent(self, head_logits: Tensor) -> DraftTree:
         """IS: each head samples its token under the grammar state the chain so far reaches."""

@@ -144,8 +144,10 @@ class DraftTree:
 
 
 @functools.lru_cache(maxsize=1024)
-def tree_attention(parents: tuple[int, ...]) -> Tensor:
-    visible = torch.eye(1 + len(parents), dtype=torch.bool)
+def tree_attention(parents: tuple[int, ...], pad: int = 0) -> Tensor:
+    """[rows + pad, rows + pad] bool, built once per topology: each row sees itself and its
+    ancestors; `pad` extra rows (a static-shape pass) see only themselves."""
+    visible = torch.eye(1 + len(parents) + pad, dtype=torch.bool)
     for node, parent in enumerate(parents):
         visible[node + 1] |= visible[parent]
     return visible

@@ -14,8 +14,10 @@ from torch import Tensor, nn
 from backend.mesh.candidates import PAD
 from backend.model.config import ModelConfig
 from backend.model.encoder import PointEncoder
-from backend.model.layers import MLP, CrossAttention, SelfAttention, causal_mask, init_weights, vocab_logits
+from backend.model.layers import MLP, CrossAttention, SelfAttention, cache_layout, init_weights, vocab_logits
 from backend.model.vocab_embedding import FactorizedVocab
+
+STATIC_MARGIN = 72  # spare static cache rows: a padded verify pass (<= 65 rows) writes past the end
 
 
 @dataclass
@@ -25,6 +27,7 @@ class KVCache:
     cross_k: Tensor  # [n_layers, B, H, L, Dh] latent keys (fixed for a generation)
     cross_v: Tensor  # [n_layers, B, H, L, Dh]
     pos: int = 0     # tokens written; set it lower to roll back
+    static: bool = False  # full-length attention every pass (fixed shapes for a compiled step)
 
     @property
     def batch(self) -> int:
@@ -45,15 +48,18 @@ class DecoderBlock(nn.Module):
         self.ln3 = nn.LayerNorm(cfg.d_model)
         self.mlp = MLP(cfg.d_model, cfg.d_ff, cfg.dropout)
 
-    def forward(self, x: Tensor, cross_k: Tensor, cross_v: Tensor, *, cache_k: Tensor | None,
-                cache_v: Tensor | None, pos: int, mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, cross_k: Tensor, cross_v: Tensor, *, cache_k: Tensor | None = None,
+                cache_v: Tensor | None = None, slots: Tensor | None = None, keys: int = 0,
+                mask: Tensor | None = None) -> Tensor:
         x = x + self.attn(self.ln1(x), causal=True, cache_k=cache_k, cache_v=cache_v,
-                          pos=pos, mask=mask)
+                          slots=slots, keys=keys, mask=mask)
         x = x + self.cross(self.ln2(x), cross_k, cross_v)
         return x + self.mlp(self.ln3(x))
 
 
 class MeshTransformer(nn.Module):
+    compiled_step = None  # a torch.compile'd `step` (backend.decoding.compiled); caches are then static
+    _static_buffers = None
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
@@ -96,8 +102,28 @@ class MeshTransformer(nn.Module):
         latents = latents.expand(batch, -1, -1)
         cross_k, cross_v = self.cross_kv(latents)
         shape = (cfg.n_layers, batch, cfg.n_heads, max_len, cfg.head_dim)
+        if self.compiled_step is not None:  # one set of static buffers, reused by every generation
+            return self._static_cache(batch, cross_k, cross_v)
         k = torch.zeros(shape, dtype=cross_k.dtype, device=cross_k.device)
         return KVCache(k=k, v=torch.zeros_like(k), cross_k=cross_k, cross_v=cross_v)
+
+    def _static_cache(self, batch: int, cross_k: Tensor, cross_v: Tensor) -> KVCache:
+        """A cache at fixed addresses and the longest length (max_seq_len + STATIC_MARGIN rows, so
+        that a padded verify pass never runs off the end): a compiled step (CUDA graphs) then sees
+        the same buffers in every generation. One generation at a time per model."""
+        cfg = self.config
+        shape = (cfg.n_layers, batch, cfg.n_heads, cfg.max_seq_len + STATIC_MARGIN, cfg.head_dim)
+        key = (shape, cross_k.shape, cross_k.dtype, cross_k.device)
+        if self._static_buffers is None or self._static_buffers[0] != key:
+            k = torch.zeros(shape, dtype=cross_k.dtype, device=cross_k.device)
+            buffers = (k, torch.zeros_like(k), torch.zeros_like(cross_k), torch.zeros_like(cross_v))
+            for buffer in buffers:
+                torch._dynamo.mark_static_address(buffer)
+            self._static_buffers = (key, buffers)
+        k, v, ck, cv = self._static_buffers[1]
+        ck.copy_(cross_k)
+        cv.copy_(cross_v)
+        return KVCache(k=k, v=v, cross_k=ck, cross_v=cv, static=True)
 
     def forward(self, tokens: Tensor, latents: Tensor | None = None, cache: KVCache | None = None,
                 start_pos: int = 0, tree: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -128,33 +154,38 @@ class MeshTransformer(nn.Module):
             raise ValueError("latents are required when no cache is given")
         else:
             cross_k, cross_v = self.cross_kv(latents.expand(b, -1, -1))
-        if start_pos + t > self.config.max_seq_len:
+        if start_pos + t > self.config.max_seq_len and not (cache is not None and cache.static):
             raise ValueError(f"positions up to {start_pos + t} exceed max_seq_len "
                              f"{self.config.max_seq_len}")
 
-        if tree is not None:
-            if cache is None or tree.shape != (t, t):
-                raise ValueError(f"tree must be [{t}, {t}] and needs a cache")
-            tree = tree.to(tokens.device)
-            positions = start_pos + tree.sum(-1) - 1
-            mask = torch.cat([tree.new_ones(t, start_pos), tree], dim=1)
-            x = self.tok_emb(tokens) + self.pos_emb(positions)
-        else:
-            x = self.tok_emb(tokens) + self.pos_emb.weight[start_pos:start_pos + t]
-            # One token attends to every cached key: no mask. Several new tokens (prefill, verify)
-            # need the small [T, pos+T] causal mask, built once and shared by all layers.
-            mask = causal_mask(t, start_pos, tokens.device) if cache is not None and t > 1 else None
-        x = self.emb_dropout(x)
+        if cache is None:
+            if tree is not None:
+                raise ValueError("a tree needs a cache")
+            x = self.emb_dropout(self.tok_emb(tokens) + self.pos_emb.weight[start_pos:start_pos + t])
+            for i, block in enumerate(self.blocks):
+                x = block(x, cross_k[i], cross_v[i])
+            hidden = self.ln_f(x)
+            return self.lm_head(hidden), hidden
+        if tree is not None and tree.shape != (t, t):
+            raise ValueError(f"tree must be [{t}, {t}]")
+        positions, slots, mask, keys = cache_layout(t, start_pos, tree, cache.max_len if cache.static else None,
+                                                    tokens.device)
+        step = self.compiled_step if cache.static and self.compiled_step is not None else self.step
+        logits, hidden = step(tokens, positions, slots, mask, cache.k, cache.v, cache.cross_k, cache.cross_v, keys)
+        cache.pos = start_pos + t
+        return logits, hidden
+
+    def step(self, tokens: Tensor, positions: Tensor, slots: Tensor, mask: Tensor | None, k: Tensor, v: Tensor,
+             cross_k: Tensor, cross_v: Tensor, keys: int) -> tuple[Tensor, Tensor]:
+        """One decoding pass on tensors only (what `torch.compile` captures): tokens [B, T] at
+        `positions` [T], their keys/values written into the cache buffers k, v at `slots` [T],
+        attending to the first `keys` cached rows under `mask` (see `layers.cache_layout`)."""
+        x = self.tok_emb(tokens) + self.pos_emb(positions)
         for i, block in enumerate(self.blocks):
-            x = block(x, cross_k[i], cross_v[i],
-                      cache_k=None if cache is None else cache.k[i],
-                      cache_v=None if cache is None else cache.v[i],
-                      pos=start_pos, mask=mask)
+            x = block(x, cross_k[i], cross_v[i], cache_k=k[i], cache_v=v[i], slots=slots, keys=keys, mask=mask)
         hidden = self.ln_f(x)
-        if cache is not None:
-            cache.pos = start_pos + t
-        if cache is not None and isinstance(self.lm_head, (nn.Linear, FactorizedVocab)):
-            return vocab_logits(self.lm_head.weight, hidden), hidden  # decoding: a few rows (no bias)
+        if isinstance(self.lm_head, (nn.Linear, FactorizedVocab)):
+            return vocab_logits(self.lm_head.weight, hidden), hidden  # a few rows, no bias
         return self.lm_head(hidden), hidden
 
 

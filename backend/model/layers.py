@@ -58,18 +58,19 @@ class SelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, *, causal: bool, cache_k: Tensor | None = None,
-                cache_v: Tensor | None = None, pos: int = 0, mask: Tensor | None = None) -> Tensor:
+                cache_v: Tensor | None = None, slots: Tensor | None = None, keys: int = 0,
+                mask: Tensor | None = None) -> Tensor:
         """Without a cache: plain (causal or bidirectional) attention over x.
 
-        With a cache ([B, H, T_max, Dh] buffers): the new keys/values are written at
-        [pos, pos+T) and the queries attend to [0, pos+T) under `mask` ([T, pos+T] bool, or
-        None when T == 1 where every cached key is visible)."""
+        With a cache ([B, H, T_max, Dh] buffers): the new keys/values are written at the cache
+        `slots` [T] (`index_copy_`, no reallocation) and the queries attend to the first `keys`
+        cached rows under `mask` ([T, keys] bool, or None where every one of them is visible)."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         if cache_k is not None and cache_v is not None:
-            cache_k[:, :, pos:pos + t] = k
-            cache_v[:, :, pos:pos + t] = v
-            k, v = cache_k[:, :, :pos + t], cache_v[:, :, :pos + t]
+            cache_k.index_copy_(2, slots, k)
+            cache_v.index_copy_(2, slots, v)
+            k, v = cache_k[:, :, :keys], cache_v[:, :, :keys]
             causal = False  # `mask` carries the causal structure relative to the cache
         p = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p,
@@ -117,8 +118,23 @@ def init_weights(module: nn.Module, n_residual_layers: int) -> None:
             nn.init.zeros_(m.bias)
 
 
-def causal_mask(t: int, pos: int, device: torch.device) -> Tensor:
-    """[t, pos+t] bool: new token i (at absolute position pos+i) sees keys 0..pos+i."""
-    keys = torch.arange(pos + t, device=device)
-    queries = torch.arange(pos, pos + t, device=device)
-    return keys[None, :] <= queries[:, None]
+def cache_layout(t: int, pos: int, tree: Tensor | None, keys: int | None, device: torch.device
+                 ) -> tuple[Tensor, Tensor, Tensor | None, int]:
+    """Where T new tokens go in a KV cache holding `pos` tokens: (positions [T], cache slots [T],
+    attention mask [T, keys] or None, keys). Token i is written at slot pos + i; its position is
+    pos + i, or pos + its depth in `tree` ([T, T] bool, row i sees row j), and it sees every
+    cached token plus the new ones the causal order (or the tree) lets it see. `keys` None
+    attends to pos + T keys (eager; one token needs no mask); a static cache passes its full
+    length so that every pass with T tokens has the same shapes."""
+    slots = torch.arange(pos, pos + t, device=device)
+    if tree is None:
+        positions = slots
+        if t == 1 and keys is None:
+            return positions, slots, None, pos + 1
+        block = torch.ones(t, t, dtype=torch.bool, device=device).tril_()
+    else:
+        block = tree.to(device)
+        positions = pos + block.sum(-1) - 1
+    keys = pos + t if keys is None else keys
+    mask = torch.cat([block.new_ones(t, pos), block, block.new_zeros(t, keys - pos - t)], dim=1)
+    return positions, slots, mask, keys
