@@ -14,7 +14,7 @@ from backend.training.pretrain import CHECKPOINT, TrainOptions, train
 from backend.training.runtime import runtime, stop_on_signals
 
 # Options that may differ between a run and its resumption without changing its trajectory.
-TUNABLE = {"data", "val_data", "checkpoint_minutes", "workers", "log_every"}
+TUNABLE = {"data", "val_data", "checkpoint_minutes", "workers", "log_every", "max_minutes"}
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -33,6 +33,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=int, help=f"steps between metrics lines (default {defaults.log_every})")
     p.add_argument("--seed", type=int, help=f"seed for init, data order, augmentation (default {defaults.seed})")
     p.add_argument("--checkpoint-minutes", type=float, help="minutes between checkpoints (default 5)")
+    p.add_argument("--max-minutes", type=float,
+                   help="wall-clock budget of this leg: checkpoint and stop (and --export) when spent")
     p.add_argument("--workers", type=int, help="data loader processes (default 1)")
     p.add_argument("--no-augment", dest="augment", action="store_const", const=False,
                    help="train on the meshes as stored")
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             out.mkdir(parents=True, exist_ok=True)
             config.save(out / "config.json")
         model = train(options, config, out, rt, stop, resume=args.resume)
-        if rt.main and ckpt.read_state(out / CHECKPOINT)["step"] < options.steps:
+        if rt.main and stop.is_set():
             print(f"stopped early; continue with the same command plus --resume (run: {out})")
         elif rt.main and args.export:
             save_model(args.export, model)

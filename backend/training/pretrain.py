@@ -57,6 +57,7 @@ class TrainOptions:
     workers: int = 1
     augment: bool = True
     init: str | None = None         # warm start from this model directory's matching weights
+    max_minutes: float | None = None  # wall-clock budget of this leg: checkpoint and end when spent
 
 
 def lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
@@ -210,6 +211,7 @@ def train(options: TrainOptions, config: ModelConfig, out_dir: Path, rt: Runtime
     timer = Every(options.checkpoint_minutes * 60)
     bar = tqdm(total=options.steps, initial=step, disable=not rt.main, desc="train", dynamic_ncols=True)
     window_loss, window_tokens, window_steps, t_window = 0.0, 0.0, 0, time.time()
+    t_leg = t_window
     net.train()
     for batch in loader if step < options.steps else ():
         lr = cosine_lr(step, options.steps, options.lr, options.lr * options.final_lr_ratio, options.warmup)
@@ -240,7 +242,8 @@ def train(options: TrainOptions, config: ModelConfig, out_dir: Path, rt: Runtime
             log.write(step=step, val_loss=round(val_loss, 5), condition_gap=gap)
             bar.write(f"step {step}: val_loss {val_loss:.4f}; {format_gap(gap)}")
         stopping = rt.all_sum(float(stop.is_set()))[0] > 0
-        done = step >= options.steps
+        out_of_time = options.max_minutes is not None and time.time() - t_leg > options.max_minutes * 60
+        done = step >= options.steps or rt.all_sum(float(out_of_time))[0] > 0
         if stopping or done or timer.due():
             save()
         if stopping:
