@@ -124,3 +124,14 @@ def test_verify_choices_are_the_decoders() -> None:
     """The protocol keeps its own copy of the decoder's verification modes (it imports no torch)."""
     from backend.options import VERIFICATIONS
     assert P.VERIFY_MODES == VERIFICATIONS
+
+
+def test_a_line_of_millions_of_tiny_rows_is_refused_before_parsing() -> None:
+    import time
+
+    line = b'{"op":"generate","id":"t","points":[' + b"[0,0,0]," * 2_000_000 + b'[0,0,0]],"normals":[]}'
+    assert len(line) < P.MAX_LINE_BYTES
+    started = time.perf_counter()
+    with pytest.raises(P.ProtocolError) as info:
+        P.parse_request(line)
+    assert info.value.code == P.TOO_LARGE and time.perf_counter() - started < 1.0

@@ -17,6 +17,7 @@ import pytest
 
 from addon_fixtures import (REPO_ROOT, backend_children, generate_request, load_addon_module,  # noqa: F401
                             long_model_dir, process_gone, serve_argv, serve_env, wait_for)
+from backend.server import protocol as P
 
 client_module = load_addon_module("client")
 installer_module = load_addon_module("installer")
@@ -165,6 +166,21 @@ def test_ctrl_c_in_the_addon_terminal_cancels_and_keeps_the_backend(long_model_d
     figure("Ctrl+C (SIGINT to the add-on's process group): the backend kept running, 1 cancel, 0 orphans")
 
 
+def test_a_killed_backend_is_reported_with_its_last_words(client) -> None:
+    client.send(generate_request("g", max_faces=20000))
+    wait_for(client, lambda e: e["event"] == "faces")
+    pid, started = client.pid, time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    error = wait_for(client, lambda e: e["event"] == "error", timeout=30)[-1]
+    reported = time.monotonic() - started
+    assert error["code"] == client_module.BACKEND_EXITED and error["id"] == "g" and "signal 9" in error["message"]
+    assert process_gone(pid) and not backend_children()
+    client.send({"op": "ping", "id": "again"})  # the next request starts a fresh backend
+    assert wait_for(client, lambda e: e["event"] in ("pong", "error"))[-1]["event"] == "pong" and client.pid != pid
+    figure(f"backend killed (SIGKILL) mid-generation: 'backend_exited' for the running id in {reported * 1000:.0f} ms, "
+           "0 orphans, restarted on the next request")
+
+
 def test_a_stopped_backend_never_blocks_the_caller_and_is_reported(client) -> None:
     client.write_timeout, client.stall_timeout = 1.0, 600.0
     client.send({"op": "ping", "id": "p"})
@@ -180,8 +196,6 @@ def test_a_stopped_backend_never_blocks_the_caller_and_is_reported(client) -> No
     reported = time.monotonic() - started
     assert error["code"] == client_module.BACKEND_HUNG and "stopped reading" in error["message"], error
     assert slowest < 0.5 and process_gone(pid) and not client.alive
-    client.send({"op": "ping", "id": "again"})  # the next request starts a fresh backend
-    assert wait_for(client, lambda e: e["event"] in ("pong", "error"))[-1]["event"] == "pong"
     figure(f"backend stopped (SIGSTOP) while 1.6 MB of requests were sent: slowest send() {slowest * 1000:.1f} ms, "
            f"reported in {reported:.1f} s (write timeout 1 s)")
 
@@ -192,7 +206,7 @@ def test_the_watchdog_fires_without_anyone_polling(client) -> None:
     wait_for(client, lambda e: e["event"] == "faces")
     pid = client.pid
     os.kill(pid, signal.SIGSTOP)
-    time.sleep(3.0)  # nobody calls poll(): the watchdog thread must act on its own
+    time.sleep(2.0)  # nobody calls poll(): the watchdog thread must act on its own
     assert process_gone(pid)
     events = client.poll(0.1, max_events=100000)
     assert any(e["event"] == "error" and e["code"] == client_module.BACKEND_HUNG and e["id"] == "g" for e in events)
@@ -241,3 +255,102 @@ def test_serve_and_generate_need_only_the_runtime_dependencies(long_model_dir: P
                             env=serve_env(), cwd=tmp_path)
     assert result.returncode in (0, 1), result.stderr  # 1: the random model made no face, which is fine here
     assert "needs the package" not in result.stderr
+
+
+# -- protocol fuzzing against the real process ------------------------------------------------
+
+def _malformed_lines(count: int, seed: int = 0) -> list[bytes]:
+    """`count` request lines that are each wrong in some way (bytes, JSON, types, ranges, shapes,
+    sizes), made from a valid request by seeded random damage."""
+    import random
+
+    rng = random.Random(seed)
+    points = [[rng.uniform(-1, 1) for _ in range(3)] for _ in range(16)]
+    valid = {"op": "generate", "id": "g", "points": points, "normals": points, "max_faces": 5}
+    bad_values = ["NaN", "Infinity", "-Infinity", "1e400", "-1", str(10**30), '"x"', "[]", "{}", "null", "true",
+                  "[[1,2]]", '[["a","b","c"]]', "[[true,false,true]]", "[" * 5000 + "]" * 5000, '"' + "i" * 70 + '"',
+                  "[[1,2,3]]", "3.5", '"\\ud800"']
+    fields = ["op", "id", "points", "normals", "delta", "heads", "max_faces", "seed", "mode", "verify", "temperature",
+              "top_k", "top_p", "greedy", "protocol", "bogus"]
+    text = json.dumps(valid)
+    lines: list[bytes] = []
+    while len(lines) < count:
+        kind = rng.randrange(8)
+        if kind in (4, 7) and rng.random() < 0.9:  # big lines: a few of them are enough
+            kind = rng.randrange(4)
+        if kind == 0:  # random bytes
+            line = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
+        elif kind == 1:  # cut short
+            line = text[:rng.randrange(1, len(text) - 1)].encode()
+        elif kind == 2:  # one field set to a bad value
+            name, value = rng.choice(fields), rng.choice(bad_values)
+            body = json.dumps({k: v for k, v in valid.items() if k != name})
+            line = (body[:-1] + f', "{name}": {value}}}').encode()
+        elif kind == 3:  # a byte flipped somewhere
+            raw = bytearray(text.encode())
+            raw[rng.randrange(len(raw))] = rng.randrange(256)
+            line = bytes(raw)
+        elif kind == 4:  # wrong shapes and sizes
+            rows = rng.choice([points[:rng.randrange(0, 16)], [p[:2] for p in points], [p + [0] for p in points],
+                               [[0.0, 0.0, 0.0]] * 16, [[0, 0, 0]] * (P.MAX_POINTS + 1)])
+            line = json.dumps({**valid, rng.choice(["points", "normals"]): rows}).encode()
+        elif kind == 5:  # not an object, or not a request
+            line = rng.choice([b"[]", b"42", b'"generate"', b'{"op": 3}', b'{"op": "fly"}', b'{"id": "x"}',
+                               b'{"op": "cancel"}', b'{"op": "ping", "id": ""}', b"[" * 100000])
+        elif kind == 6:  # invalid UTF-8 inside a string
+            line = text.replace('"g"', '"\xff\xfe"').encode("latin-1")
+        else:  # a huge number of tiny rows (refused before parsing)
+            line = b'{"op":"generate","id":"t","points":[' + b"[0,0,0]," * 200_000 + b'[0,0,0]],"normals":[]}'
+        line = line.replace(b"\n", b" ").replace(b"\r", b" ")
+        if not line.strip():
+            continue
+        try:
+            P.parse_request(line)
+        except P.ProtocolError:
+            lines.append(line + b"\n")
+    return lines
+
+
+def test_fuzz_a_thousand_malformed_lines_never_kill_the_server(long_model_dir: Path) -> None:
+    import threading
+
+    import psutil
+
+    lines = _malformed_lines(1200)
+    lines.append(b"x" * (P.MAX_LINE_BYTES + 100) + b"\n")  # one over-long line
+    proc = subprocess.Popen(serve_argv(long_model_dir), env=serve_env(), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert json.loads(proc.stdout.readline())["event"] == "ready"
+        rss_before = psutil.Process(proc.pid).memory_info().rss
+
+        def write() -> None:
+            for line in lines:
+                proc.stdin.write(line)
+            proc.stdin.write(b'{"op":"ping","id":"end"}\n')
+            proc.stdin.flush()
+
+        started = time.monotonic()
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        errors, codes = 0, {}
+        while True:
+            event = json.loads(proc.stdout.readline())
+            if event["event"] == "pong":
+                break
+            assert event["event"] == "error" and not event["fatal"], event
+            errors += 1
+            codes[event["code"]] = codes.get(event["code"], 0) + 1
+        seconds = time.monotonic() - started
+        rss_after = psutil.Process(proc.pid).memory_info().rss
+        writer.join(10)
+        assert errors == len(lines) and proc.poll() is None  # one error per line, and it lives
+        proc.stdin.write(b'{"op":"shutdown"}\n')
+        proc.stdin.flush()
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    figure(f"{len(lines)} malformed protocol lines: {errors} error events, 0 server deaths, {seconds:.1f} s, "
+           f"server memory {rss_before / 2**20:.0f} -> {rss_after / 2**20:.0f} MiB; codes {dict(sorted(codes.items()))}")

@@ -205,25 +205,7 @@ def test_model_load_failure_is_reported_in_band(tmp_path) -> None:
     assert "no model at" in event["message"]
 
 
-def test_client_reports_a_crash_restarts_and_kills_a_hang(client) -> None:
-    client.send(generate_request("g", max_faces=20000))
-    wait_for(client, lambda e: e["event"] == "faces")
-    first = client.pid
-    os.kill(client.pid, signal.SIGKILL)
-    error = wait_for(client, lambda e: e["event"] == "error")[-1]
-    assert error["code"] == client_module.BACKEND_EXITED and error["id"] == "g"
-    assert "killed by signal 9" in error["message"] and str(client.log_path) in error["message"]
-    assert process_gone(first)
-
-    client.send(generate_request("h", max_faces=20000))  # a fresh backend starts for the next request
-    wait_for(client, lambda e: e["event"] == "faces")
-    second = client.pid
-    assert second != first
-    client.stall_timeout = 1.0
-    os.kill(second, signal.SIGSTOP)  # a hang the backend cannot talk its way out of
-    error = wait_for(client, lambda e: e["event"] == "error", timeout=30)[-1]
-    assert error["code"] == client_module.BACKEND_HUNG and error["id"] == "h"
-    assert process_gone(second) and not client.alive
+# A killed, stopped, interrupted or starved backend: tests/test_reliability.py.
 
 
 def test_start_failure_names_the_interpreter(tmp_path) -> None:

@@ -97,8 +97,17 @@ def _reject_constant(name: str) -> float:
     raise ProtocolError(NOT_FINITE, f"{name} is not a number JSON allows")
 
 
+# Every row of `points` and `normals` opens one bracket; a line with far more brackets than two
+# full lists can hold is refused before parsing (2 million tiny rows would cost ~1 GB as Python lists).
+_MAX_BRACKETS = 2 * MAX_POINTS + 4 * MAX_ID_CHARS
+
+
 def parse_request(line: bytes | str) -> Request:
     """Validate one request line; raise ProtocolError (with the request id when known)."""
+    brackets = line.count(b"[" if isinstance(line, bytes) else "[")
+    if brackets > _MAX_BRACKETS:
+        raise ProtocolError(TOO_LARGE, f"the request holds {brackets} lists; at most {MAX_POINTS} rows of "
+                                       "'points' and of 'normals' are allowed")
     try:
         message = json.loads(line, parse_constant=_reject_constant)
     except ProtocolError:
