@@ -1,11 +1,15 @@
-"""The end of a generation in Blender: the streamed triangles made artist-ready with Blender's own
-bmesh operators, the same steps `specmesh generate` applies (backend/mesh/cleanup.py, quads.py):
+"""The end of a generation in Blender: the streamed triangles made artist-ready with bmesh, the
+same steps `specmesh generate` applies (backend/mesh/cleanup.py, quads.py):
 
-1. weld vertices closer than half the model's grid step (the same grid point);
-2. drop faces over the same vertices as an earlier face (a double-sided pair keeps one side);
-3. recalculate normals outside, per connected region (Mesh > Normals > Recalculate Outside);
+1. orient outward: reverse the faces the backend's `done` event lists in `flip` (its
+   `orient_outward`, the CLI's own orientation); without that list (an older backend, or one
+   that failed before `done`), Blender's Recalculate Outside, which on these open, non-manifold
+   meshes agrees with the CLI on only about 70 % of the faces;
+2. weld vertices closer than half the model's grid step (the same grid point);
+3. drop faces over the same vertices as an earlier face (a double-sided pair keeps one side);
 4. with Quads on, join triangle pairs that are near-planar and near-rectangular (Tris to Quads,
-   with its default 40° thresholds).
+   with its default 40° thresholds);
+5. shade flat (a mesh built without the `sharp_face` attribute is smooth-shaded).
 """
 
 from __future__ import annotations
@@ -20,11 +24,19 @@ QUAD_FACE_THRESHOLD = math.radians(40.0)
 QUAD_SHAPE_THRESHOLD = math.radians(40.0)
 
 
-def finish_mesh(mesh: bpy.types.Mesh, weld_distance: float, quads: bool) -> dict[str, int]:
-    """Clean, orient and optionally quadrangulate `mesh` in place; -> what it did and has."""
+def finish_mesh(mesh: bpy.types.Mesh, weld_distance: float, quads: bool,
+                flip: list[int] | None = None) -> dict:
+    """Orient, clean and optionally quadrangulate `mesh` in place; `flip`: indices of its faces to
+    reverse (then no normals are recalculated). -> what it did and has."""
     bm = bmesh.new()
     try:
         bm.from_mesh(mesh)
+        bm.faces.ensure_lookup_table()
+        by_backend = flip is not None and all(0 <= i < len(bm.faces) for i in flip)
+        if by_backend:
+            bmesh.ops.reverse_faces(bm, faces=[bm.faces[i] for i in flip])
+        else:
+            bmesh.ops.recalc_face_normals(bm, faces=list(bm.faces))
         verts_before = len(bm.verts)
         if weld_distance > 0:
             bmesh.ops.remove_doubles(bm, verts=list(bm.verts), dist=weld_distance)
@@ -38,11 +50,14 @@ def finish_mesh(mesh: bpy.types.Mesh, weld_distance: float, quads: bool) -> dict
             seen.add(key)
         if duplicates:
             bmesh.ops.delete(bm, geom=duplicates, context="FACES_ONLY")
-        bmesh.ops.recalc_face_normals(bm, faces=list(bm.faces))
+        for face in bm.faces:
+            face.smooth = False  # flat shading: smoothing across a low-poly mesh's hard corners reads as black smudges
         if quads:
             bmesh.ops.join_triangles(bm, faces=list(bm.faces), angle_face_threshold=QUAD_FACE_THRESHOLD,
                                      angle_shape_threshold=QUAD_SHAPE_THRESHOLD)
         result = {
+            "oriented_by": "backend" if by_backend else "blender",
+            "flipped_faces": len(flip) if by_backend else None,
             "welded_vertices": verts_before - len(bm.verts),
             "duplicate_faces": len(duplicates),
             "quads": sum(1 for f in bm.faces if len(f.verts) == 4),

@@ -102,6 +102,7 @@ class GenerationSession:
         self._cancel_sent_at = 0.0
         self._weld_distance = 0.0
         self._finished_mesh = False
+        self._flip: list[int] | None = None  # from `done`: faces whose winding the backend reverses
 
     @property
     def finished(self) -> bool:
@@ -143,6 +144,7 @@ class GenerationSession:
                 self._take_progress(event)
             elif kind == "done":
                 self._take_done(event.get("stats") or {})
+                self._flip = event.get("flip")
             elif kind == "error":
                 self._fail(str(event.get("message", "unknown backend error")))
         if new_faces or new_vertices:
@@ -206,9 +208,9 @@ class GenerationSession:
             return
         if len(obj.data.vertices) != len(self._vertices):
             return  # edited under us: leave it as the user has it
-        self.progress.finish = finish_mesh(obj.data, self._weld_distance, self.settings.quads)
+        self.progress.finish = finish_mesh(obj.data, self._weld_distance, self.settings.quads, self._flip)
         quads = self.progress.finish["quads"]
-        if quads:
+        if quads and self.state is not State.FAILED:
             self.message += f"; {quads} quads"
 
     def _append(self, new_vertices: list[np.ndarray], new_faces: list[np.ndarray]) -> None:

@@ -310,7 +310,7 @@ def _signed_volumes(obj) -> list[float]:
     return volumes
 
 
-def _two_scrambled_boxes(name: str):
+def _two_scrambled_boxes(name: str, doubled: bool = True):
     """Two unit boxes (corners 0/1 and 3/4 in x) with mixed winding, one face doubled."""
     corners = [(x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]
     quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
@@ -319,7 +319,7 @@ def _two_scrambled_boxes(name: str):
         first, second = (a, b, c), (a, c, d)
         tris += [first[::-1] if i % 2 else first, second if i % 3 else second[::-1]]
     vertices = corners + [(x + 3, y, z) for x, y, z in corners]
-    faces = tris + [tuple(i + 8 for i in t[::-1]) for t in tris] + [tris[0][::-1]]
+    faces = tris + [tuple(i + 8 for i in t[::-1]) for t in tris] + ([tris[0][::-1]] if doubled else [])
     mesh = bpy.data.meshes.new(name)
     mesh.from_pydata(vertices, [], faces)
     obj = bpy.data.objects.new(name, mesh)
@@ -336,14 +336,43 @@ def test_finish_turns_normals_outside_and_joins_quads(addon, quads: bool) -> Non
     assert (done["quads"], done["triangles"]) == ((12, 0) if quads else (0, 24))
     assert [len(p.vertices) for p in obj.data.polygons] == [4 if quads else 3] * (12 if quads else 24)
     assert _signed_volumes(obj) == pytest.approx([1.0, 1.0])  # both boxes outward
+    assert not any(p.use_smooth for p in obj.data.polygons)  # flat shaded
     assert not obj.data.validate()
 
 
-def test_generation_ends_oriented_with_quads(addon, monkey) -> None:
-    _settings(max_faces=60, seed=3, quads=True)
+def test_finish_applies_the_backends_orientation(addon) -> None:
+    """With the `flip` list of a `done` event, the add-on winds faces exactly as the CLI does."""
+    from backend.server.loop import outward_flips
+
+    obj = _two_scrambled_boxes("boxes_flip", doubled=False)  # the backend never sends a face twice
+    vertices = np.array([v.co[:] for v in obj.data.vertices])
+    faces = np.array([p.vertices[:] for p in obj.data.polygons])
+    flip, report = outward_flips(vertices, faces)
+    assert report["closed_patches"] == 2 and report["inward_patches"] == 0
+    done = addon.finish.finish_mesh(obj.data, weld_distance=1e-4, quads=False, flip=flip)
+    assert done["oriented_by"] == "backend" and done["flipped_faces"] == len(flip) > 0
+    assert _signed_volumes(obj) == pytest.approx([1.0, 1.0])
+
+
+def test_generation_ends_oriented_as_the_cli_with_quads(addon, monkey) -> None:
+    from backend.mesh.cleanup import orient_outward
+
+    _settings(max_faces=60, seed=3)
     assert bpy.ops.specmesh.generate("EXEC_DEFAULT") == {"FINISHED"}
     session = addon.runtime.session
     output = bpy.data.objects["Suzanne_retopo"]
+    done = session.progress.finish
+    assert done["oriented_by"] == "backend" and done["duplicate_faces"] == done["welded_vertices"] == 0
+    assert {"pieces", "boundary_edges", "inward_patches"} <= set(session.progress.stats)
+    expected = orient_outward(session._vertices, session._faces)
+    for polygon, face in zip(output.data.polygons, expected.tolist()):
+        corners = list(polygon.vertices)
+        assert corners in (face, face[1:] + face[:1], face[2:] + face[:2])  # the same winding
+
+    _settings(max_faces=60, seed=3, quads=True)
+    assert bpy.ops.specmesh.generate("EXEC_DEFAULT") == {"FINISHED"}
+    session = addon.runtime.session
+    output = bpy.data.objects["Suzanne_retopo.001"]
     done = session.progress.finish
     assert done and len(output.data.polygons) == done["quads"] + done["triangles"] > 0
     sizes = [len(p.vertices) for p in output.data.polygons]

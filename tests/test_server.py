@@ -77,6 +77,16 @@ def test_generate_streams_faces_then_done(generator) -> None:
     # The pipeline maps vertices back to the caller's frame: the unit sphere's box, give or take a cell.
     assert np.abs(vertices).max() < 1.1
     assert any(e["event"] == "progress" for e in events)
+    # `done` lists the faces to reverse for outward winding (what `specmesh generate` writes) and
+    # the oriented mesh's topology.
+    from backend.mesh.cleanup import mesh_report, orient_outward
+
+    flip = np.zeros(len(faces), bool)
+    flip[done["flip"]] = True
+    oriented = np.where(flip[:, None], faces[:, [0, 2, 1]], faces)
+    assert np.array_equal(oriented, orient_outward(vertices, faces))
+    report = mesh_report(vertices, oriented)
+    assert report["flipped_edges"] == 0 and {k: done["stats"][k] for k in report} == report
     server.stop()
 
 

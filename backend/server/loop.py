@@ -143,8 +143,12 @@ class Server:
 
         try:
             options = self._options(request.options)
+            vertices: list[np.ndarray] = [np.zeros((0, 3))]
+            faces: list[np.ndarray] = [np.zeros((0, 3), np.int64)]
             for event in self._generator.stream(request.points, request.normals, options, cancel):
                 if isinstance(event, FacesEvent):
+                    vertices.append(np.asarray(event.vertices, np.float64).reshape(-1, 3))
+                    faces.append(np.asarray(event.faces, np.int64).reshape(-1, 3))
                     self.emit(P.encode_event(
                         "faces", id=request.id,
                         vertices=np.round(np.asarray(event.vertices, np.float64), 6).tolist(),
@@ -158,7 +162,9 @@ class Server:
                             P.INTERRUPTED, f"the backend received {self._interrupted} and shut down; the "
                             f"{event.stats.get('faces', 0)} faces sent so far are valid", request.id, fatal=True))
                     else:
-                        self._finish(P.encode_event("done", id=request.id, stats=event.stats))
+                        flip, report = outward_flips(np.concatenate(vertices), np.concatenate(faces))
+                        self._finish(P.encode_event("done", id=request.id, stats={**event.stats, **report},
+                                                    flip=flip))
                     return
             self._finish(P.error_event(P.GENERATION_FAILED, "generation ended without a done event", request.id))
         except Exception as exc:  # any failure becomes an error event; the server keeps serving
@@ -175,6 +181,19 @@ class Server:
         elif heads is not None:
             fields["heads"] = heads
         return GenerateOptions(**fields)
+
+
+def outward_flips(vertices: np.ndarray, faces: np.ndarray) -> tuple[list[int], dict[str, int]]:
+    """The faces (indices in the order they were sent) whose winding `orient_outward` reverses,
+    and `mesh_report` of the oriented mesh: what `specmesh generate` writes, for the add-on to
+    apply to the streamed mesh so that Blender and the CLI agree."""
+    from backend.mesh.cleanup import mesh_report, orient_outward
+
+    if len(faces) == 0:
+        return [], mesh_report(vertices, faces)
+    oriented = orient_outward(vertices, faces)
+    flip = np.flatnonzero((oriented != faces).any(axis=1))
+    return flip.tolist(), mesh_report(vertices, oriented)
 
 
 def _progress(event: Any) -> dict[str, Any]:

@@ -38,12 +38,29 @@ def _material(bpy, name: str, rgb: tuple[float, float, float]):
     return material
 
 
+def _orientation_material(bpy, name: str):
+    """Blue where the camera sees a face's front, red where it sees its back: Blender's Face
+    Orientation overlay, so an inward-facing face shows as red."""
+    material = _material(bpy, name, (0.55, 0.7, 0.9))
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    mix = nodes.new("ShaderNodeMix")
+    mix.data_type = "RGBA"
+    mix.inputs["A"].default_value = (0.55, 0.7, 0.9, 1.0)
+    mix.inputs["B"].default_value = (0.85, 0.2, 0.2, 1.0)
+    links.new(nodes.new("ShaderNodeNewGeometry").outputs["Backfacing"], mix.inputs["Factor"])
+    links.new(mix.outputs["Result"], nodes["Principled BSDF"].inputs["Base Color"])
+    return material
+
+
 def _show_edges(bpy, obj, size: float) -> None:
-    """Dark wireframe over the faces, so that the topology (the point of it all) is visible."""
-    obj.data.materials.append(_material(bpy, "Faces", (0.55, 0.7, 0.9)))
+    """Dark wireframe over the faces, so that the topology (the point of it all) is visible; faces
+    coloured by orientation; no self-shadowing (overlapping faces would turn each other black)."""
+    obj.data.materials.append(_orientation_material(bpy, "Faces"))
     obj.data.materials.append(_material(bpy, "Edges", (0.05, 0.05, 0.08)))
+    obj.visible_shadow = False
     wire = obj.modifiers.new("Edges", "WIREFRAME")
     wire.thickness = 0.006 * size
+    wire.use_even_offset = False  # even thickness spikes far out at the sliver triangles' sharp corners
     wire.use_replace = False
     wire.material_offset = 1
 
