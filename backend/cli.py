@@ -9,6 +9,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 VERBS = {
     "generate": "Turn a mesh or point cloud into an artist-style low-poly mesh.",
@@ -22,8 +23,15 @@ VERBS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line too (and still exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="specmesh",
         description="SpecMesh: artist-style low-poly meshes from shapes, with speculative decoding.",
     )

@@ -361,18 +361,25 @@ def _error(code: str, message: str, request_id: str | None = None) -> dict[str, 
 
 def _exit_message(code: int, log_path: Path) -> str:
     how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    if "Unknown option: -P" in _log_tail(log_path):  # Python 3.10 or older: no safe-path flag
+        return (f"The backend {how}: its Python is older than 3.11, which SpecMesh needs (it does not know "
+                f"the -P option). Set Backend Python to Python 3.11 or newer. Log: {log_path}")
     last = _last_log_line(log_path)
     return f"The backend {how}{f' ({last})' if last else ''}. Log: {log_path}"
 
 
-def _last_log_line(log_path: Path, tail_bytes: int = 4096) -> str:
-    """The last line the backend wrote to stderr: usually the exception that stopped it."""
+def _log_tail(log_path: Path, tail_bytes: int = 4096) -> str:
     try:
         with open(log_path, "rb") as log:
             log.seek(max(0, log.seek(0, os.SEEK_END) - tail_bytes))
-            lines = [ln.strip() for ln in log.read().decode(errors="replace").splitlines()]
+            return log.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+def _last_log_line(log_path: Path) -> str:
+    """The last line the backend wrote to stderr: usually the exception that stopped it."""
+    lines = [ln.strip() for ln in _log_tail(log_path).splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("===")]
     return lines[-1][:200] if lines else ""
 

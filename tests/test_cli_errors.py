@@ -75,6 +75,14 @@ def test_unwritable_outputs_are_refused_before_any_work(inputs: Path, capsys, mo
     assert not (inputs / "ok.obj").exists()
 
 
+@pytest.mark.parametrize("argv", [["generate"], ["generate", "a.obj", "-o", "b.obj", "--seed", "abc"], [],
+                                  ["fly"], ["generate", "a.obj", "-o", "b.obj", "--device", "tpu"]])
+def test_usage_errors_are_one_line_too(capsys, argv) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    _one_line_error(capsys, info.value.code, "error:", "--help")
+
+
 # -- bad inputs ------------------------------------------------------------------------------
 
 def _npy(path: Path, array: np.ndarray) -> str:
