@@ -38,6 +38,13 @@ def _mesh_arrays(obj) -> tuple[np.ndarray, int]:
     return co.reshape(-1, 3), len(obj.data.polygons)
 
 
+def test_the_backend_is_launched_with_a_safe_path(addon) -> None:
+    config = addon.runtime.LaunchConfig("/venv/bin/python", "", "cpu", "/user/backend.log")
+    assert config.argv[:4] == ["/venv/bin/python", "-P", "-m", "backend"]
+    client = addon.runtime.get_client(config)
+    assert str(client.cwd) == "/user" and client.argv == config.argv  # the backend runs in our own folder
+
+
 def test_install_registers_everything(addon) -> None:
     assert hasattr(bpy.types.Scene, "specmesh")
     assert bpy.ops.specmesh.generate.idname() == "SPECMESH_OT_generate"
