@@ -27,6 +27,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "top_p": (0.01, 1.0),
     "max_faces": (1, MAX_FACES),
     "seed": (0, MAX_SEED),
+    "attempts": (1, 16),
 }
 CHOICES: dict[str, tuple[str, ...]] = {"mode": MODES, "draft": DRAFTS, "verify": VERIFICATIONS}
 # Decoding internals: `specmesh generate --help` lists these in its "advanced" group.
@@ -49,6 +50,9 @@ class GenerateOptions:
     greedy: bool = False
     max_faces: int = 2000
     seed: int = 0
+    # Mesh inputs: every vertex is one of the input's decimated vertices (backend.mesh.candidates).
+    snap: bool = True
+    attempts: int = 1          # samples (seeds seed, seed+1, ...); the closest to the input is kept
 
     def __post_init__(self) -> None:
         for name, choices in CHOICES.items():

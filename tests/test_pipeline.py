@@ -169,7 +169,7 @@ class LoopingGenerator(Generator):
     """Stands in for a model stuck in a loop: one face (centre, A, B), then A, B, A, B... which
     only repeats that face."""
 
-    def _decode(self, latents, options, profile=None):
+    def _decode(self, latents, options, profile=None, constraint=None):
         loop = [OFFSET_START + 5, OFFSET_START + 80]  # offsets (0,0,5) and (0,5,0) in block 0
         yield [PATCH_START, OFFSET_START, *loop]
         while True:

@@ -58,6 +58,10 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"acceptance threshold δ in [0, 1]: higher is closer to AR, lower is faster (default {D.delta})")
     p.add_argument("--heads", type=int, metavar="D",
                    help="decoding heads to use (default: all the model has; 0: plain autoregressive, as --ar)")
+    p.add_argument("--attempts", type=int, default=D.attempts, metavar="N",
+                   help=f"generate N samples and keep the one closest to the input (default {D.attempts})")
+    p.add_argument("--free-vertices", dest="snap", action="store_false",
+                   help="mesh inputs: let vertices go anywhere instead of onto the input's decimated vertices")
     advanced = p.add_argument_group("advanced (decoding internals)")
     advanced.add_argument("--draft", choices=DRAFTS, default=D.draft,
                           help=f"tree: verify a token tree of the heads' top candidates; is: independent "
@@ -94,6 +98,7 @@ def options_from_args(args: argparse.Namespace):
         heads=None if autoregressive else args.heads, draft=args.draft,
         pts_k=args.pts_k, tree_nodes=args.tree_nodes, verify=args.verify, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, max_faces=args.max_faces, seed=args.seed,
+        snap=args.snap, attempts=args.attempts,
     )
 
 

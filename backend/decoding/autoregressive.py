@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from backend.decoding.constraint import InputConstraint
 from backend.decoding.grammar_mask import GrammarMasks
 from backend.decoding.sampling import SamplingConfig, distribution, make_generator, sample
 from backend.model.decoder import KVCache, MeshTransformer
@@ -56,11 +57,13 @@ class Clock:
 
 @torch.inference_mode()
 def stream_ar(model: MeshTransformer, latents: Tensor, sampling: SamplingConfig, max_tokens: int,
-              generator: torch.Generator | None, profile: dict[str, float] | None = None) -> Iterator[list[int]]:
-    """Yield [token] per forward pass (BOS prefill first) until EOS or `max_tokens`."""
+              generator: torch.Generator | None, profile: dict[str, float] | None = None,
+              constraint: InputConstraint | None = None) -> Iterator[list[int]]:
+    """Yield [token] per forward pass (BOS prefill first) until EOS or `max_tokens`; with
+    `constraint`, decoding stays on the input mesh."""
     limit = token_limit(model, max_tokens)
     cache = model.new_cache(1, limit, latents)
-    masks = GrammarMasks(latents.device)
+    masks = GrammarMasks(latents.device, constraint)
     state = GrammarState()
     token = BOS
     for _ in range(limit):

@@ -5,6 +5,9 @@ vertex's block) and at most three offset tokens (those repeating a vertex of the
 made), so masks are keyed by `GrammarState.mask_key()`. One `GrammarMasks` serves one
 generation: at most a few thousand small masks, built lazily, each copied to the device once.
 
+With an `InputConstraint` (backend.decoding.constraint) the masks are also narrowed to what
+lies on the input mesh: candidate vertices, on-surface faces, EOS once the input is covered.
+
 A finished sequence (after EOS) allows nothing, but rows conditioned on one still occur: a drafted
 EOS's row in a verify pass, a finished row in a batch. They get the EOS-only mask, so every row
 is a proper distribution and batched sampling stays free of NaNs; what is drawn there is never used."""
@@ -17,33 +20,43 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from backend.decoding.constraint import InputConstraint
 from backend.tokenizer.grammar import GrammarState, Kind
 from backend.tokenizer.vocab import EOS
 
 
 class GrammarMasks:
-    def __init__(self, device: torch.device | str) -> None:
+    def __init__(self, device: torch.device | str, constraint: InputConstraint | None = None) -> None:
         self.device = torch.device(device)
+        self.constraint = constraint
         self._masks: dict[tuple, Tensor] = {}
         self._allowed_ids: dict[tuple, np.ndarray] = {}
 
+    def _key(self, state: GrammarState) -> tuple:
+        return state.mask_key() if self.constraint is None else (*state.mask_key(), *self.constraint.key(state))
+
+    def _allowed(self, state: GrammarState) -> np.ndarray:
+        allowed = state.sampling_mask()
+        if state.kind == Kind.DONE:
+            allowed[EOS] = True
+        elif self.constraint is not None:
+            allowed = self.constraint.restrict(allowed, state)
+        return allowed
+
     def __call__(self, state: GrammarState) -> Tensor:
         """Bool mask (V,) of the tokens `state` allows, on `self.device` (EOS alone after EOS)."""
-        key = state.mask_key()
+        key = self._key(state)
         mask = self._masks.get(key)
         if mask is None:
-            allowed = state.sampling_mask()
-            if state.kind == Kind.DONE:
-                allowed[EOS] = True
-            mask = self._masks[key] = torch.from_numpy(allowed).to(self.device)
+            mask = self._masks[key] = torch.from_numpy(self._allowed(state)).to(self.device)
         return mask
 
     def allowed_ids(self, state: GrammarState) -> np.ndarray:
         """Token ids `state` allows, ascending, on the host (for drafting done in numpy)."""
-        key = state.mask_key()
+        key = self._key(state)
         ids = self._allowed_ids.get(key)
         if ids is None:
-            ids = self._allowed_ids[key] = np.flatnonzero(state.sampling_mask())
+            ids = self._allowed_ids[key] = np.flatnonzero(self._allowed(state))
         return ids
 
 

@@ -23,7 +23,8 @@ from backend.decoding.autoregressive import stream_ar, token_limit
 from backend.decoding.sampling import make_generator
 from backend.decoding.speculative import stream_speculative
 from backend.inputs import estimate_normals
-from backend.mesh.candidates import candidate_grid, decimated_vertices
+from backend.decoding.constraint import InputConstraint, input_constraint
+from backend.mesh.candidates import CANDIDATES, candidate_grid, decimated_vertices
 from backend.mesh.normalize import Normalization
 from backend.mesh.quantize import dequantize
 from backend.model.config import ModelConfig
@@ -207,12 +208,14 @@ class Generator:
 
     def stream(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
                cancel: threading.Event | None = None, mesh: SourceMesh | None = None) -> Iterator[Event]:
-        """`mesh` (vertices, faces in the points' frame), when the input was a mesh, gives a
-        model that reads vertex candidates its decimated vertices to copy."""
+        """`mesh` (vertices, faces in the points' frame), when the input was a mesh, gives the
+        vertex candidates (read by models trained with them) and, with `options.snap`, keeps
+        decoding on the input mesh (backend.decoding.constraint)."""
         started = time.perf_counter()
-        normalization, latents = self.encode(points, normals, options.seed, mesh)
+        normalization, latents, constraint = self.encode(points, normals, options.seed, mesh)
         profile: dict[str, float] | None = {} if self.profile else None
-        tokens_stream = self._decode(latents, options, profile)
+        constraint = constraint if options.snap else None
+        tokens_stream = self._decode(latents, options, profile, constraint)
 
         assembler = MeshAssembler(normalization)
         detok = IncrementalDecoder()
@@ -228,7 +231,11 @@ class Generator:
             for token in accepted:
                 tokens.append(token)
                 corners += detok.push(token)
-            event = assembler.add(corners[:options.max_faces - assembler.num_faces])
+            corners = corners[:options.max_faces - assembler.num_faces]
+            if constraint is not None:
+                for face in corners:
+                    constraint.add_face(face)
+            event = assembler.add(corners)
             now = time.perf_counter()
             if event is not None:
                 first_face = now - started if first_face is None else first_face
@@ -262,6 +269,8 @@ class Generator:
             "degenerate_dropped": assembler.degenerate,
             "duplicates_dropped": assembler.duplicates,
             "vertices": len(assembler.index),
+            # share of the input's surface the faces stand for (mesh inputs decoded on the input)
+            "coverage": None if constraint is None else round(constraint.covered_fraction, 4),
         }
         if profile is not None:  # seconds per section, summed over passes (`specmesh bench`)
             stats["profile"] = profile
@@ -282,35 +291,41 @@ class Generator:
         return trained if options.heads is None else min(options.heads, trained)
 
     def encode(self, points: np.ndarray, normals: np.ndarray | None, seed: int,
-               mesh: SourceMesh | None = None) -> tuple[Normalization, torch.Tensor]:
-        """A point cloud in the caller's frame -> (its normalization, context [1, L, d]) as
-        generation sees it: BPT's normalization, normals estimated when missing, `seed` picking
-        the model's number of points, vertex candidates from `mesh` for models that read them."""
+               mesh: SourceMesh | None = None) -> tuple[Normalization, torch.Tensor, InputConstraint | None]:
+        """A point cloud in the caller's frame -> (its normalization, context [1, L, d], the
+        input constraint when `mesh` is given) as generation sees it: BPT's normalization, normals
+        estimated when missing, `seed` picking the model's points, vertex candidates from `mesh`."""
         points, normals = check_cloud(points, normals)
         normalization = Normalization.fit(points)
         if normals is None:
             normals = estimate_normals(points)
         points, normals = resample(normalization.apply(points), normals, self.config.n_points, seed)
-        count = self.config.n_candidates
-        cells = None
-        if count and mesh is not None:
-            vertices, faces = mesh
-            candidates = decimated_vertices(normalization.apply(np.asarray(vertices, np.float64)), faces, count)
-            cells = torch.as_tensor(candidate_grid(candidates, count), device=self.device)[None]
+        cells, constraint = None, None
+        if mesh is not None:
+            vertices = normalization.apply(np.asarray(mesh[0], np.float64))
+            faces = np.asarray(mesh[1], np.int64)
+            count = self.config.n_candidates or CANDIDATES
+            cells = candidate_grid(decimated_vertices(vertices, faces, count), count)
+            constraint = input_constraint(cells, vertices, faces, seed)
+        read = None
+        if self.config.n_candidates:
+            read = torch.as_tensor(cells if cells is not None else candidate_grid(np.zeros((0, 3)), self.config.n_candidates),
+                                   device=self.device)[None]
         dtype = next(self.model.parameters()).dtype
         with torch.inference_mode():
             latents = self.model.encode_points(torch.as_tensor(points, dtype=dtype, device=self.device)[None],
                                                torch.as_tensor(normals, dtype=dtype, device=self.device)[None],
-                                               cells)
-        return normalization, latents
+                                               read)
+        return normalization, latents, constraint
 
-    def _decode(self, latents: torch.Tensor, options: GenerateOptions,
-                profile: dict[str, float] | None = None) -> Iterator[list[int]]:
+    def _decode(self, latents: torch.Tensor, options: GenerateOptions, profile: dict[str, float] | None = None,
+                constraint: InputConstraint | None = None) -> Iterator[list[int]]:
         generator = make_generator(options.seed)
         max_tokens = token_limit(self.model, self.config.max_seq_len)
         if not self._speculative(options):
-            return stream_ar(self.model, latents, options.sampling(), max_tokens, generator, profile=profile)
+            return stream_ar(self.model, latents, options.sampling(), max_tokens, generator, profile=profile,
+                             constraint=constraint)
         return stream_speculative(self.model, self.heads, latents, options.sampling(), max_tokens, generator,
                                   delta=options.delta, num_heads=self._num_heads(options), draft=options.draft,
                                   pts_k=options.pts_k, verify=options.verify, tree_nodes=options.tree_nodes,
-                                  profile=profile)
+                                  profile=profile, constraint=constraint)

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from backend.decoding.autoregressive import Clock, ar_step, token_limit
+from backend.decoding.constraint import InputConstraint
 from backend.decoding.grammar_mask import GrammarMasks, clone_state
 from backend.decoding.sampling import SamplingConfig, distribution, sample
 from backend.decoding.tree import PTS_NODES, DraftTree, build_tree, tree_attention
@@ -44,7 +45,8 @@ class SpeculativeDecoder:
     def __init__(self, model: MeshTransformer, heads: nn.Module, latents: Tensor, sampling: SamplingConfig,
                  max_tokens: int, generator: torch.Generator | None, *, delta: float = 0.5,
                  num_heads: int | None = None, draft: str = "is", pts_k: int = 3,
-                 verify: str = "threshold", tree_nodes: int = 8, profile: dict | None = None) -> None:
+                 verify: str = "threshold", tree_nodes: int = 8, profile: dict | None = None,
+                 constraint: InputConstraint | None = None) -> None:
         num_heads = heads.num_heads if num_heads is None else int(num_heads)
         check_decoding(draft=draft, verify=verify, delta=delta, pts_k=pts_k, tree_nodes=tree_nodes,
                        heads=num_heads, trained_heads=heads.num_heads)
@@ -58,7 +60,7 @@ class SpeculativeDecoder:
         with torch.inference_mode():
             self.cache = model.new_cache(1, self.limit, latents)
             self.prepared = heads.prepare(latents)  # the heads' latent K/V, once per generation
-        self.masks = GrammarMasks(latents.device)
+        self.masks = GrammarMasks(latents.device, constraint)
         self.state = GrammarState()  # after every accepted token
         self.tokens: list[int] = []
         self.hidden: Tensor | None = None  # [1, d]
@@ -167,14 +169,15 @@ class SpeculativeDecoder:
 def stream_speculative(model: MeshTransformer, heads: nn.Module | None, latents: Tensor,
                        sampling: SamplingConfig, max_tokens: int, generator: torch.Generator | None, *,
                        delta: float = 0.5, num_heads: int | None = None, draft: str = "is", pts_k: int = 3,
-                       verify: str = "threshold", tree_nodes: int = 8, profile: dict | None = None
-                       ) -> Iterator[list[int]]:
-    """Yield the tokens accepted by each backbone forward pass until EOS or `max_tokens`."""
+                       verify: str = "threshold", tree_nodes: int = 8, profile: dict | None = None,
+                       constraint: InputConstraint | None = None) -> Iterator[list[int]]:
+    """Yield the tokens accepted by each backbone forward pass until EOS or `max_tokens`; with
+    `constraint`, decoding stays on the input mesh."""
     if heads is None:
         raise ValueError("speculative decoding needs drafting heads; this model has none (use mode 'ar')")
     decoder = SpeculativeDecoder(model, heads, latents, sampling, max_tokens, generator, delta=delta,
                                  num_heads=num_heads, draft=draft, pts_k=pts_k, verify=verify,
-                                 tree_nodes=tree_nodes, profile=profile)
+                                 tree_nodes=tree_nodes, profile=profile, constraint=constraint)
     yield decoder.prefill()
     while not decoder.finished:
         yield decoder.step()

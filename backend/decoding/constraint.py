@@ -1,0 +1,208 @@
+"""Decoding constrained to the input mesh: the model chooses and connects, the input says where.
+
+Left alone, the model places vertices where its sequence statistics put them and ends a mesh
+early (docs/experiments/conditioning.md). For a mesh input, `InputConstraint` narrows the grammar
+masks of every decoder (AR, speculative drafts and verification alike):
+
+- every vertex is a vertex candidate: the input quadric-decimated (backend.mesh.candidates);
+- a vertex that closes a face must make a triangle lying on the input surface (samples of its
+  edges and interior within `tolerance` of the surface) over surface that no face covers yet
+  (at most `OVERLAP` of it covered: no stacked or folded faces), and the second vertex of a
+  patch must start an edge on the surface;
+- EOS is allowed only once the faces cover `coverage` of the input's surface samples.
+
+Rules that would leave no token fall back, in order, to any candidate vertex and then to the
+grammar's own mask, so decoding never stalls on the constraint. The pipeline reports each
+accepted face through `add_face`, which drives coverage and duplicate avoidance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from backend.mesh.candidates import PAD
+from backend.mesh.quantize import dequantize
+from backend.mesh.sample import sample_surface
+from backend.tokenizer.grammar import GrammarState, Kind
+from backend.tokenizer.vocab import AXIS_PERMUTATION, EOS, OFFSET_START, PATCH_START, VOCAB_SIZE, block_of, offset_of
+
+COVERAGE = 0.95       # fraction of the input's surface samples a mesh must cover before EOS
+OVERLAP = 0.3         # largest covered fraction of a new face's interior samples
+TOLERANCE = 0.03      # distance to the surface (normalized frame, longest side 1.9) that counts as on it
+SURFACE_SAMPLES = 20000
+_BARYCENTRIC = np.array([(i, j, 6 - i - j) for i in range(7) for j in range(7 - i)], np.float64) / 6.0
+_INTERIOR = (_BARYCENTRIC > 0).all(axis=1)  # the 10 samples off the edges: what overlap looks at
+
+
+def triangle_samples(corners: np.ndarray) -> np.ndarray:
+    """[..., 3, 3] triangle corners -> [..., 28, 3] points on a barycentric grid (edges included)."""
+    return np.einsum("sk,...kd->...sd", _BARYCENTRIC, corners)
+
+
+def over_triangle(points: np.ndarray, corners: np.ndarray, tolerance: float) -> np.ndarray:
+    """(n,) True where a point projects inside the triangle `corners` (3, 3) within `tolerance`
+    of its plane: the part of the surface the face stands for (not a band around its edges)."""
+    a, b, c = corners
+    normal = np.cross(b - a, c - a)
+    area2 = float(normal @ normal)
+    if area2 < 1e-18:
+        return np.zeros(len(points), dtype=bool)
+    rel = points - a
+    u = np.cross(rel, c - a) @ normal / area2  # barycentric weight of b
+    v = np.cross(b - a, rel) @ normal / area2  # weight of c
+    plane = np.abs(rel @ normal) / np.sqrt(area2)
+    return (u >= 0) & (v >= 0) & (u + v <= 1) & (plane <= tolerance)
+
+
+class InputConstraint:
+    def __init__(self, cells: np.ndarray, surface: np.ndarray, tolerance: float = TOLERANCE,
+                 coverage: float = COVERAGE) -> None:
+        """cells: candidate grid cells (k, 3) xyz (PAD rows ignored); surface: dense samples of
+        the input surface, in the normalized frame."""
+        cells = np.asarray(cells, np.int64).reshape(-1, 3)
+        cells = cells[cells[:, 0] != PAD]
+        if len(cells) == 0:
+            raise ValueError("the input constraint needs at least one vertex candidate")
+        abc = cells[:, list(AXIS_PERMUTATION)]
+        self.blocks = block_of(abc)
+        self.offsets = OFFSET_START + offset_of(abc)
+        self.positions = dequantize(cells)
+        self.index = {(int(b), int(o)): i for i, (b, o) in enumerate(zip(self.blocks, self.offsets))}
+        self.tolerance, self.coverage = float(tolerance), float(coverage)
+        self.surface = cKDTree(np.asarray(surface, np.float64))
+        self.covered = np.zeros(len(surface), dtype=bool)
+        self.faces: set[frozenset[int]] = set()
+        # (centre, last) -> (triangle on the surface per candidate, its samples' nearest surface sample)
+        self._thirds: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._seconds: dict[int, np.ndarray] = {}
+        self._patch_starts = np.zeros(VOCAB_SIZE, dtype=bool)
+        self._patch_starts[PATCH_START + self.blocks] = True
+
+    # -- geometry -------------------------------------------------------------------------
+    def _on_surface(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[..., S, 3] -> ([...] True where every sample lies within tolerance of the surface,
+        [..., S] index of each sample's nearest surface sample)."""
+        distance, nearest = self.surface.query(points.reshape(-1, 3), distance_upper_bound=self.tolerance)
+        nearest = np.minimum(nearest, len(self.covered) - 1).reshape(points.shape[:-1])
+        return np.isfinite(distance).reshape(points.shape[:-1]).all(-1), nearest
+
+    def _second(self, centre: int) -> np.ndarray:
+        """Candidates v whose edge (centre, v) lies on the surface."""
+        if centre not in self._seconds:
+            ends = self.positions
+            t = np.linspace(0.0, 1.0, 9)[None, :, None]
+            edges = self.positions[centre] * (1 - t) + ends[:, None, :] * t
+            ok = self._on_surface(edges)[0]
+            ok[centre] = False
+            self._seconds[centre] = ok
+        return self._seconds[centre]
+
+    def _third(self, centre: int, last: int) -> np.ndarray:
+        """Candidates v such that triangle (centre, last, v) is on the surface, not flat, not
+        made yet and mostly over surface no face covers."""
+        key = (centre, last)
+        if key not in self._thirds:
+            # Both new edges must lie on the surface: test whole triangles only for those.
+            third = np.flatnonzero(self._second(centre) & self._second(last))
+            corners = np.concatenate([np.broadcast_to(self.positions[[centre, last]], (len(third), 2, 3)),
+                                      self.positions[third, None, :]], axis=1)
+            normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+            on_surface, nearest = self._on_surface(triangle_samples(corners))
+            keep = on_surface & (np.linalg.norm(normal, axis=1) > 1e-6)
+            self._thirds[key] = (third[keep], nearest[keep])
+        third, nearest = self._thirds[key]
+        ok = np.zeros(len(self.positions), dtype=bool)
+        for v in third[self.covered[nearest[:, _INTERIOR]].mean(axis=1) <= OVERLAP]:
+            ok[v] = frozenset((centre, last, int(v))) not in self.faces
+        return ok
+
+    # -- what the pipeline reports ------------------------------------------------------------
+    def add_face(self, cells: np.ndarray) -> None:
+        """An accepted face, as quantized xyz corners (3, 3)."""
+        corners = np.asarray(cells, np.int64).reshape(3, 3)
+        ids = [self.index.get((int(block_of(c[list(AXIS_PERMUTATION)])),
+                               int(OFFSET_START + offset_of(c[list(AXIS_PERMUTATION)])))) for c in corners]
+        if None not in ids:
+            self.faces.add(frozenset(ids))
+        triangle = dequantize(corners)
+        centre = triangle.mean(axis=0)
+        reach = float(np.linalg.norm(triangle - centre, axis=1).max()) + self.tolerance
+        near = np.asarray(self.surface.query_ball_point(centre, r=reach), dtype=np.int64)
+        if len(near):
+            self.covered[near[over_triangle(self.surface.data[near], triangle, self.tolerance)]] = True
+
+    @property
+    def covered_fraction(self) -> float:
+        return float(self.covered.mean())
+
+    @property
+    def may_end(self) -> bool:
+        return self.covered_fraction >= self.coverage
+
+    # -- masks ----------------------------------------------------------------------------
+    def _vertex(self, vertex: tuple[int, int]) -> int | None:
+        return self.index.get((int(vertex[0]), int(vertex[1])))
+
+    def _next_vertices(self, state: GrammarState) -> np.ndarray:
+        """Candidates the next vertex of `state`'s patch may be."""
+        every = np.ones(len(self.positions), dtype=bool)
+        placed = state.patch_vertices
+        if placed == 0 or not state.face_vertices:
+            return every
+        centre = self._vertex(state.face_vertices[0])
+        if centre is None:
+            return every
+        if placed == 1:  # the next vertex must leave a face to make with it
+            second = self._second(centre).copy()
+            for v in np.flatnonzero(second):
+                second[v] = self._third(centre, int(v)).any()
+            return second
+        last = self._vertex(state.face_vertices[-1])
+        return every if last is None else self._third(centre, last)
+
+    def key(self, state: GrammarState) -> tuple:
+        """Together with the grammar's own key, what the mask depends on."""
+        placed_faces = len(self.faces) if state.patch_vertices >= 2 else -1
+        return state.block, state.face_vertices, state.patch_vertices, self.may_end, placed_faces
+
+    def _narrow(self, allowed: np.ndarray, state: GrammarState, vertices: np.ndarray) -> np.ndarray:
+        narrowed = np.zeros_like(allowed)
+        narrowed[self.blocks[vertices]] = True
+        narrowed[self.offsets[vertices & (self.blocks == state.block)]] = True
+        if state.kind in (Kind.START, Kind.IN_FAN):
+            narrowed |= self._patch_starts
+        if state.kind == Kind.IN_FAN and self.may_end:
+            narrowed[EOS] = True
+        return narrowed & allowed
+
+    def restrict(self, allowed: np.ndarray, state: GrammarState) -> np.ndarray:
+        """The grammar's sampling mask `allowed` narrowed by the rules above (with fallbacks)."""
+        if state.kind == Kind.DONE:
+            return allowed
+        # Fallback: any candidate but the corners of the face being made (the grammar forbids
+        # those offsets, and a block holding nothing else would leave no offset to take).
+        others = np.ones(len(self.positions), dtype=bool)
+        for vertex in state.face_vertices:
+            index = self._vertex(vertex)
+            if index is not None:
+                others[index] = False
+        for vertices in (self._next_vertices(state), others):
+            narrowed = self._narrow(allowed, state, vertices)
+            if narrowed.any():
+                return narrowed
+        return allowed
+
+
+def input_constraint(cells: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
+                     seed: int = 0) -> InputConstraint | None:
+    """The constraint for a normalized input mesh, or None when it has no candidate vertex.
+    The tolerance grows with the spacing of the surface samples on large surfaces: a point on
+    the surface can lie about that far from the nearest random sample."""
+    if not (np.asarray(cells)[:, 0] != PAD).any():
+        return None
+    surface = np.asarray(sample_surface(vertices, faces, SURFACE_SAMPLES, seed)[0])
+    area = float(np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
+                                         vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1).sum() / 2)
+    spacing = np.sqrt(area / SURFACE_SAMPLES)
+    return InputConstraint(cells, surface, tolerance=max(TOLERANCE, 2 * spacing))
