@@ -9,7 +9,9 @@ masks of every decoder (AR, speculative drafts and verification alike):
   edges and interior within `tolerance` of the surface) over surface that no face covers yet
   (at most `OVERLAP` of it covered: no stacked or folded faces), and the second vertex of a
   patch must start an edge on the surface;
-- EOS is allowed only once the faces cover `coverage` of the input's surface samples.
+- a patch starts only at a candidate from which such a face can still be made;
+- EOS is allowed only once the faces cover `coverage` of the input's surface samples, or once
+  no candidate can start another face.
 
 Rules that would leave no token fall back, in order, to any candidate vertex and then to the
 grammar's own mask, so decoding never stalls on the constraint. The pipeline reports each
@@ -73,11 +75,15 @@ class InputConstraint:
         self.surface = cKDTree(np.asarray(surface, np.float64))
         self.covered = np.zeros(len(surface), dtype=bool)
         self.faces: set[frozenset[int]] = set()
+        self.version = 0  # faces reported so far: the masks depend on them
+        self._made: dict[tuple[int, int], set[int]] = {}  # (a, b) -> c of every face made (a, b, c)
         # (centre, last) -> (triangle on the surface per candidate, its samples' nearest surface sample)
         self._thirds: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._seconds: dict[int, np.ndarray] = {}
-        self._patch_starts = np.zeros(VOCAB_SIZE, dtype=bool)
-        self._patch_starts[PATCH_START + self.blocks] = True
+        # Coverage only grows, so a candidate that can start no face never can again.
+        self._closed: set[int] = set()
+        self._witness: dict[int, tuple[int, int, np.ndarray]] = {}  # centre -> (v, w, samples' nearest)
+        self._open: tuple[int, np.ndarray] | None = None  # (version when computed, open centres)
 
     # -- geometry -------------------------------------------------------------------------
     def _on_surface(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,18 +119,25 @@ class InputConstraint:
             self._thirds[key] = (third[keep], nearest[keep])
         third, nearest = self._thirds[key]
         ok = np.zeros(len(self.positions), dtype=bool)
-        for v in third[self.covered[nearest[:, _INTERIOR]].mean(axis=1) <= OVERLAP]:
-            ok[v] = frozenset((centre, last, int(v))) not in self.faces
+        ok[third[self.covered[nearest[:, _INTERIOR]].mean(axis=1) <= OVERLAP]] = True
+        made = self._made.get(key)
+        if made:
+            ok[list(made)] = False
         return ok
 
     # -- what the pipeline reports ------------------------------------------------------------
     def add_face(self, cells: np.ndarray) -> None:
         """An accepted face, as quantized xyz corners (3, 3)."""
+        self.version += 1
         corners = np.asarray(cells, np.int64).reshape(3, 3)
         ids = [self.index.get((int(block_of(c[list(AXIS_PERMUTATION)])),
                                int(OFFSET_START + offset_of(c[list(AXIS_PERMUTATION)])))) for c in corners]
         if None not in ids:
             self.faces.add(frozenset(ids))
+            for i in range(3):
+                for j in range(3):
+                    if i != j:
+                        self._made.setdefault((ids[i], ids[j]), set()).add(ids[3 - i - j])
         triangle = dequantize(corners)
         centre = triangle.mean(axis=0)
         reach = float(np.linalg.norm(triangle - centre, axis=1).max()) + self.tolerance
@@ -136,9 +149,39 @@ class InputConstraint:
     def covered_fraction(self) -> float:
         return float(self.covered.mean())
 
+    def _face_is_free(self, centre: int, last: int, third: int, nearest: np.ndarray) -> bool:
+        return (self.covered[nearest[_INTERIOR]].mean() <= OVERLAP
+                and frozenset((centre, last, third)) not in self.faces)
+
+    def _starts_a_face(self, centre: int) -> bool:
+        """Whether some face (centre, v, w) is still allowed; remembers it as a witness so that
+        later checks usually cost one lookup instead of a scan."""
+        witness = self._witness.get(centre)
+        if witness is not None and self._face_is_free(centre, *witness):
+            return True
+        for v in np.flatnonzero(self._second(centre)):
+            ok = self._third(centre, int(v))
+            if ok.any():
+                w = int(np.flatnonzero(ok)[0])
+                third, nearest = self._thirds[(centre, int(v))]
+                self._witness[centre] = (int(v), w, nearest[np.searchsorted(third, w)])
+                return True
+        return False
+
+    def open_centres(self) -> np.ndarray:
+        """Candidates from which a face can still be made."""
+        if self._open is None or self._open[0] != self.version:
+            for centre in range(len(self.positions)):
+                if centre not in self._closed and not self._starts_a_face(centre):
+                    self._closed.add(centre)
+            is_open = np.ones(len(self.positions), dtype=bool)
+            is_open[list(self._closed)] = False
+            self._open = (self.version, is_open)
+        return self._open[1]
+
     @property
     def may_end(self) -> bool:
-        return self.covered_fraction >= self.coverage
+        return self.covered_fraction >= self.coverage or not self.open_centres().any()
 
     # -- masks ----------------------------------------------------------------------------
     def _vertex(self, vertex: tuple[int, int]) -> int | None:
@@ -149,7 +192,7 @@ class InputConstraint:
         every = np.ones(len(self.positions), dtype=bool)
         placed = state.patch_vertices
         if placed == 0 or not state.face_vertices:
-            return every
+            return self.open_centres()
         centre = self._vertex(state.face_vertices[0])
         if centre is None:
             return every
@@ -163,15 +206,14 @@ class InputConstraint:
 
     def key(self, state: GrammarState) -> tuple:
         """Together with the grammar's own key, what the mask depends on."""
-        placed_faces = len(self.faces) if state.patch_vertices >= 2 else -1
-        return state.block, state.face_vertices, state.patch_vertices, self.may_end, placed_faces
+        return state.block, state.face_vertices, state.patch_vertices, self.version
 
     def _narrow(self, allowed: np.ndarray, state: GrammarState, vertices: np.ndarray) -> np.ndarray:
         narrowed = np.zeros_like(allowed)
         narrowed[self.blocks[vertices]] = True
         narrowed[self.offsets[vertices & (self.blocks == state.block)]] = True
         if state.kind in (Kind.START, Kind.IN_FAN):
-            narrowed |= self._patch_starts
+            narrowed[PATCH_START + self.blocks[self.open_centres()]] = True
         if state.kind == Kind.IN_FAN and self.may_end:
             narrowed[EOS] = True
         return narrowed & allowed
