@@ -31,6 +31,8 @@ def compile_decoding(model: MeshTransformer, heads: nn.Module | None) -> bool:
         notice(reason)
         return False
     mode = "reduce-overhead" if device.type == "cuda" else None
+    with torch.inference_mode():
+        model.lm_head.weight  # a factorized vocabulary caches its full matrix now, outside the graphs
     model.compiled_step = _Guarded(torch.compile(model.step, mode=mode, dynamic=False), model.step, "backbone step")
     if heads is not None:
         heads.draft = _Guarded(torch.compile(heads.draft, mode=mode, dynamic=False), heads.draft, "drafting heads")
@@ -59,6 +61,9 @@ class _Guarded:
     def __call__(self, *args, **kwargs):
         if self.compiled is not None:
             try:
+                # CUDA graphs: the previous pass's outputs have been read (the decoder keeps
+                # copies of what it needs), so their memory may be reused.
+                torch.compiler.cudagraph_mark_step_begin()
                 return self.compiled(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eagerly
                 self.compiled = None

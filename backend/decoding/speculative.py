@@ -73,7 +73,7 @@ class SpeculativeDecoder:
         for token in new:
             self.state.advance(token)
         self.tokens.extend(new)
-        self.hidden = hidden
+        self.hidden = hidden.clone()  # not a view of a pass's output (CUDA graphs reuse that memory)
         return new
 
     @torch.inference_mode()

@@ -72,6 +72,8 @@ class FactorizedVocab(nn.Module):
     def weight(self) -> Tensor:
         if torch.is_grad_enabled():
             return self._full()
+        if torch.compiler.is_compiling() and self._cache is not None:
+            return self._cache[1]  # a compiled decoding step reads the matrix cached before compiling
         key = (self.part_emb.weight._version, self.residual.weight._version,
                self.part_emb.weight.data_ptr(), self.residual.weight.data_ptr())
         if self._cache is None or self._cache[0] != key:
