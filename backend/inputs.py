@@ -136,3 +136,30 @@ def estimate_normals(points: np.ndarray, k: int = NORMAL_NEIGHBOURS) -> np.ndarr
 def _unit(vectors: np.ndarray) -> np.ndarray:
     length = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(length > 0, length, 1.0)
+
+
+def check_cloud(points: np.ndarray, normals: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """float64 (N, 3) points and unit normals (or None); ValueError on anything else."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
+        raise ValueError(f"points must be a non-empty (N, 3) array, got shape {points.shape}")
+    if not np.isfinite(points).all():
+        raise ValueError("points contain NaN or infinite values")
+    if normals is None:
+        return points, None
+    normals = np.asarray(normals, dtype=np.float64)
+    if normals.shape != points.shape:
+        raise ValueError(f"normals must have the points' shape {points.shape}, got {normals.shape}")
+    if not np.isfinite(normals).all():
+        raise ValueError("normals contain NaN or infinite values")
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    return points, normals / np.where(length > 0, length, 1.0)
+
+
+def resample(points: np.ndarray, normals: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exactly `count` points: a random subset, or with repeats when the cloud is smaller."""
+    if len(points) == count:
+        return points, normals
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(points), count, replace=len(points) < count)
+    return points[pick], normals[pick]

@@ -33,12 +33,11 @@ def ar_step(model: MeshTransformer, cache: KVCache, fed: Tensor, masks: Tensor, 
             generator: torch.Generator | None, clock: "Clock | None" = None) -> tuple[Tensor, Tensor]:
     """Feed one token per row (fed [B, 1]) and sample the next under the grammar masks [B, V]:
     (next tokens [B], the final hidden states [B, d] that predicted them)."""
+    clock = clock or Clock(None)
     logits, hidden = model(fed, cache=cache)
-    if clock is not None:
-        clock("model")
+    clock("model")
     token = sample(distribution(logits[:, -1], masks, sampling), generator)
-    if clock is not None:
-        clock("sampling")
+    clock("sampling")
     return token, hidden[:, -1]
 
 

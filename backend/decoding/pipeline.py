@@ -22,8 +22,9 @@ import torch
 from backend.decoding.autoregressive import stream_ar, token_limit
 from backend.decoding.sampling import make_generator
 from backend.decoding.speculative import stream_speculative
-from backend.inputs import estimate_normals
 from backend.decoding.constraint import InputConstraint, input_constraint
+from backend.device import resolve_device
+from backend.inputs import check_cloud, estimate_normals, resample
 from backend.mesh.candidates import CANDIDATES, candidate_grid, decimated_vertices
 from backend.mesh.normalize import Normalization
 from backend.mesh.quantize import dequantize
@@ -115,33 +116,6 @@ class MeshAssembler:
         return FacesEvent(vertices, np.asarray(faces, np.int64))
 
 
-def check_cloud(points: np.ndarray, normals: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """float64 (N, 3) points and unit normals (or None); ValueError on anything else."""
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
-        raise ValueError(f"points must be a non-empty (N, 3) array, got shape {points.shape}")
-    if not np.isfinite(points).all():
-        raise ValueError("points contain NaN or infinite values")
-    if normals is None:
-        return points, None
-    normals = np.asarray(normals, dtype=np.float64)
-    if normals.shape != points.shape:
-        raise ValueError(f"normals must have the points' shape {points.shape}, got {normals.shape}")
-    if not np.isfinite(normals).all():
-        raise ValueError("normals contain NaN or infinite values")
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return points, normals / np.where(length > 0, length, 1.0)
-
-
-def resample(points: np.ndarray, normals: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exactly `count` points: a random subset, or with repeats when the cloud is smaller."""
-    if len(points) == count:
-        return points, normals
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(points), count, replace=len(points) < count)
-    return points[pick], normals[pick]
-
-
 def resolve_model_dir(model_dir: str | Path | None) -> Path:
     if model_dir is None:
         model_dir = os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR
@@ -150,18 +124,6 @@ def resolve_model_dir(model_dir: str | Path | None) -> Path:
         raise FileNotFoundError(f"no model at {path} (expected config.json and model.safetensors); "
                                 f"pass a model directory or set {MODEL_DIR_ENV}")
     return path
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r} (use auto, cpu or cuda)") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda requested but CUDA is not available")
-    return resolved
 
 
 def _stop_reason(detok: IncrementalDecoder, faces: int, max_faces: int, tokens_since_face: int,

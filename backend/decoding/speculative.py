@@ -4,21 +4,14 @@ Invariant between passes: `tokens` holds the accepted tokens x_1..x_n; the cache
 x_1..x_{n-1} (cache.pos == n); x_n is the backbone's own sample (always accepted) and `hidden`
 is the backbone's final hidden state at position n-1, the one that predicted x_n.
 
-One pass (`step`):
-1. propose: the heads read that hidden state (and x_n) and the drafter turns their logits into a
-   token tree (`backend/decoding/tree.py`): "is" samples each head independently (a chain), "pts"
-   samples one path of the heads' top-K_s tree by its probability product (a chain), "tree" keeps
-   the `tree_nodes` likeliest nodes of that tree. Every draft is sampled under the grammar state
-   its predecessors reach.
-2. verify: ONE backbone forward over [x_n, nodes], each node at position n + its depth seeing the
-   cache and its ancestors, gives the backbone's distribution after every node; the tree's walk
-   (threshold: p > delta; exact: lossless speculative sampling) picks the accepted rows and,
-   where it drew one, the next token; otherwise the backbone samples the row after the accepted
-   path (the bonus token). A drafted EOS ends the sequence.
-3. commit: the accepted rows' K/V move to consecutive slots and `cache.pos = n + 1 + accepted`.
-So every pass (the BOS prefill included) yields 1..D+1 tokens and SCR = tokens / passes counts
-honestly. p is the distribution the sampler draws from (grammar mask, temperature, top-k,
-top-p); with greedy sampling it is one-hot, so the output equals AR greedy for any delta < 1."""
+One pass (`step`): the heads read that hidden state (and x_n) and the drafter proposes a token tree
+(`tree.py`: "is" and "pts" a chain, "tree" the likeliest nodes of the heads' top-K_s tree; every
+draft under the grammar state its predecessors reach); ONE backbone forward over [x_n, nodes]
+verifies it (threshold: p > delta, or exact: lossless); the accepted rows' K/V are committed to
+consecutive slots. The next token is the walk's draw or the backbone's bonus sample after the
+accepted path (none after a drafted EOS), so every pass yields 1..D+1 tokens and SCR = tokens /
+passes counts honestly. p is the distribution the sampler draws from (grammar mask, temperature,
+top-k, top-p); greedy makes it one-hot, so the output equals AR greedy for any delta < 1."""
 
 from __future__ import annotations
 

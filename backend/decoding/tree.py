@@ -9,15 +9,8 @@ node i is row i + 1, and every parent is listed before its children.
 `build_tree` picks nodes best-first by the product of the heads' probabilities along their path
 (softmax of the grammar-masked head logits at the sampling temperature, 1 for greedy decoding, so
 that greedy decoding still gets K_s candidates per node). A child's product never exceeds its
-parent's, so the chosen set is closed under parents. PTS samples one path of that tree (among its
-deepest nodes, by product) and drafts it as a chain.
-
-Verification walks down from row 0 over the backbone's distributions `probs` [rows, V]:
-- threshold (paper): follow the child whose token has the highest backbone p, while p > delta;
-- exact (lossless): a chain sampled from q is accepted while u * q(x) < p(x) and the first rejected
-  row is resampled from norm(max(0, p - q)) (speculative sampling); a tree without q draws the
-  backbone's own token at every row and follows the child that drafted it.
-Either way the walk returns the accepted rows and, where verification drew it, the next token."""
+parent's, so the chosen set is closed under parents. Verification (`threshold_path`, `exact_path`)
+walks down from row 0 over the backbone's distributions `probs` [rows, V]."""
 
 from __future__ import annotations
 
@@ -108,39 +101,26 @@ class DraftTree:
                          self.masks[[0, *nodes]], q)
 
     def sample_path(self, generator: torch.Generator | None, with_q: bool) -> "DraftTree":
-        """PTS: one path among the deepest nodes (and the EOS nodes), drawn by product, as a chain;
-        with `with_q`, q[j] is the conditional of that draw at depth j (the leaf mass under each
-        child), so that exact verification stays lossless."""
-        if not self.tokens:
-            return self
+        """PTS: one path to a deepest node (or an EOS node), drawn by its product, as a chain.
+        It is drawn top-down: at each row a child by the leaf weight under it; with `with_q`
+        those conditionals are the chain's q, so that exact verification stays lossless."""
         depth = [0]
         for parent in self.parents:
             depth.append(depth[parent] + 1)
-        deepest = max(depth)
-        mass = [0.0] * self.rows  # leaf weight under each row
+        mass, deepest = [0.0] * self.rows, max(depth)  # leaf weight under each row
         for row in range(self.rows - 1, 0, -1):
             if depth[row] == deepest or self.tokens[row - 1] == EOS:
                 mass[row] += self.weights[row - 1]
             mass[self.parents[row - 1]] += mass[row]
-        leaves = [r for r in range(1, self.rows) if depth[r] == deepest or self.tokens[r - 1] == EOS]
-        weights = torch.tensor([mass[r] for r in leaves], dtype=torch.float64)
-        row = leaves[int(sample(weights, generator))]
-        nodes = []
-        while row:
+        children, nodes, qs, row = self.children(), [], [], 0
+        while row in children:
+            q = torch.zeros(self.masks.shape[-1], dtype=torch.float64)
+            for token, child in children[row].items():
+                q[token] = mass[child]
+            qs.append(q / q.sum())
+            row = children[row][int(sample(qs[-1], generator))]
             nodes.append(row)
-            row = self.parents[row - 1]
-        nodes.reverse()
-        q = None
-        if with_q:
-            q = torch.zeros(len(nodes), self.masks.shape[-1], dtype=torch.float64)
-            for child in range(1, self.rows):
-                parent = self.parents[child - 1]
-                if parent in (0, *nodes):
-                    j = 0 if parent == 0 else nodes.index(parent) + 1
-                    if j < len(nodes):
-                        q[j, self.tokens[child - 1]] += mass[child]
-            q = (q / q.sum(-1, keepdim=True)).to(self.masks.device)
-        return self.chain(nodes, q)
+        return self.chain(nodes, torch.stack(qs).to(self.masks.device) if with_q and qs else None)
 
 
 @functools.lru_cache(maxsize=1024)
