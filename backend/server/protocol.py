@@ -76,8 +76,8 @@ Request = Ping | Cancel | Shutdown | Generate
 # excluded from the numeric types explicitly because `bool` is a subclass of `int`.
 _NUMBER = (int, float)
 _OPTION_RULES: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
-    **{name: ((int,) if isinstance(low, int) and isinstance(high, int) else _NUMBER, low, high)
-       for name, (low, high) in BOUNDS.items() if name not in ("pts_k", "tree_nodes")},
+    **{name: ((int,) if all(isinstance(b, int) for b in BOUNDS[name]) else _NUMBER, *BOUNDS[name])
+       for name in ("delta", "temperature", "top_k", "top_p", "max_faces", "seed")},  # bounds: backend.options
     "heads": ((int,), 0, MAX_HEADS),  # 0: no drafting heads, plain autoregressive decoding
     "greedy": ((bool,), None, None),
     "mode": ((str,), None, None),
