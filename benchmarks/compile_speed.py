@@ -1,7 +1,7 @@
 """Eager against `--compile` decoding in one process, on the same held-out inputs: the first
 generation of each (where compiling happens) and then ms per pass and tokens/s over the rest.
 
-    python benchmarks/compile_speed.py 8 docs/bench/issue14/compile_cpu.json
+    python benchmarks/compile_speed.py 8 docs/bench/issue14/compile_cpu.json [cuda]
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ def run(generator: Generator, cloud, mode: str) -> dict:
     return done.stats
 
 
-def main(count: int, out: str) -> None:
-    torch.set_num_threads(1)
+def main(count: int, out: str, device: str = "cpu") -> None:
+    torch.set_num_threads(1 if device == "cpu" else 4)
     clouds = [from_mesh(case.mesh, seed=0) for case in procedural_cases(count + 1)]
-    generators = {"eager": Generator.load("models/default", "cpu"),
-                  "compiled": Generator.load("models/default", "cpu", compile=True)}
+    generators = {"eager": Generator.load("models/default", device),
+                  "compiled": Generator.load("models/default", device, compile=True)}
     report: dict = {}
     for name, generator in generators.items():
         for mode in MODES:
@@ -54,4 +54,4 @@ def main(count: int, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2])
+    main(int(sys.argv[1]), sys.argv[2], *sys.argv[3:4])

@@ -4,7 +4,8 @@
 # The machine has its own python3 with torch; the packages it lacks travel as wheels in .whl/
 # (trimesh, rtree, manifold3d, fast-simplification for Python 3.12).
 # Sizes: N_DRAFT inputs for the draft sweep (QUICK=1: only AR, tree, IS, PTS K_s 2), N_SWEEP for
-# the delta/heads sweeps (0 skips them). Everything is
+# the delta/heads sweeps (0 skips them); COMPILE=1 adds the compiled path (--compile: CUDA graphs):
+# its same-tokens test, compile time and ms per pass against eager, and the main bench. Everything is
 # packed into $OUT/device_results.tgz after each stage, so a stage cut short loses only itself.
 set -u
 OUT=${OUT:?set OUT to the results folder}
@@ -37,4 +38,10 @@ stage bench_draft 260 python3 -m backend bench --procedural "$N_DRAFT" --limit "
   $([ "$QUICK" = 1 ] && echo --quick)
 [ "$N_SWEEP" -gt 0 ] && stage bench_sweeps 130 python3 -m backend bench --procedural "$N_SWEEP" --limit "$N_SWEEP" --sweeps delta,heads \
   --device "$DEVICE" --threads 4 --max-faces 150 --model models/default --out "$RES/sweeps"
+if [ "${COMPILE:-0}" = 1 ]; then
+  stage compiled_tests 200 python3 -m pytest -q -p no:cacheprovider -rs tests/test_compiled.py
+  stage compile_speed 200 python3 benchmarks/compile_speed.py 6 "$RES/compile_speed.json" "$DEVICE"
+  stage bench_compiled 200 python3 -m backend bench --procedural "$N_DRAFT" --limit "$N_DRAFT" --sweeps none \
+    --device "$DEVICE" --threads 4 --max-faces 150 --model models/default --compile --out "$RES/compiled"
+fi
 tail -n 3 "$RES/cuda_tests.log"; cat "$RES/stages.txt"
