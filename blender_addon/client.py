@@ -119,6 +119,14 @@ class BackendClient:
                 self.log_path.replace(self.log_path.with_suffix(".old.log"))  # keep one previous log
             self.ready_info = None
             self._stopping = False
+            # What is still queued came from a process that is gone (its exit, if it died while
+            # idle, included): the new process's first request must not fail on it.
+            self._taken.clear()
+            while True:
+                try:
+                    self._events.get_nowait()
+                except queue.Empty:
+                    break
             with open(self.log_path, "ab") as log:
                 log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.argv)}\n".encode())
                 log.flush()

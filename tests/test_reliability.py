@@ -181,6 +181,19 @@ def test_a_killed_backend_is_reported_with_its_last_words(client) -> None:
            "0 orphans, restarted on the next request")
 
 
+def test_a_backend_that_died_while_idle_does_not_fail_the_next_generation(client) -> None:
+    client.send({"op": "ping", "id": "p"})
+    wait_for(client, lambda e: e["event"] == "pong")
+    pid = client.pid
+    os.kill(pid, signal.SIGKILL)  # nobody is waiting for anything: e.g. the OOM killer, between generations
+    while client.alive:
+        time.sleep(0.02)
+    client.send(generate_request("next", max_faces=3))  # restarts the backend
+    end = wait_for(client, lambda e: e["event"] in ("done", "error"), timeout=60)[-1]
+    assert end["event"] == "done" and end["id"] == "next", end
+    assert client.pid != pid
+
+
 def test_a_stopped_backend_never_blocks_the_caller_and_is_reported(client) -> None:
     client.write_timeout, client.stall_timeout = 1.0, 600.0
     client.send({"op": "ping", "id": "p"})
