@@ -261,3 +261,15 @@ def test_any_bytes_in_any_format_give_a_cloud_or_a_value_error(tmp_path: Path, b
         assert str(exc)
     else:
         _check_cloud(cloud)
+
+
+def test_training_outputs_are_checked_before_training(tmp_path: Path, dataset: Path, tiny_model_dir: Path,
+                                                      capsys) -> None:
+    (tmp_path / "afile").write_text("")
+    started = time.perf_counter()
+    code = main(["train", "--data", str(dataset), "--config", "tiny", "--out", str(tmp_path / "run"),
+                 "--steps", "1000000", "--export", str(tmp_path / "afile" / "model")])
+    _one_line_error(capsys, code, "--export", "is a file")
+    code = main(["distill", "--model", str(tiny_model_dir), "--data", str(dataset), "--out", str(tmp_path / "afile")])
+    _one_line_error(capsys, code, "--out", "is a file")
+    assert time.perf_counter() - started < 10  # nothing was trained

@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 
 from backend.commands import add_threads_argument, set_threads
+from backend.fileio import check_output_path
 from backend.model.config import HEAD_TYPES
 from backend.model.io import save_model
 from backend.training import checkpoint as ckpt
@@ -72,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--export must differ from --model")
     if not args.resume and (out / CHECKPOINT).exists():
         raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    check_output_path(out / CHECKPOINT, "--out")  # before the training, not after it
+    check_output_path(export / "config.json", "--export")
     with runtime(args.device) as rt, stop_on_signals() as stop:
         if rt.distributed:
             raise ValueError("distill runs in one process; launch it without torchrun")

@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from backend.commands import add_threads_argument, set_threads
+from backend.fileio import check_output_path
 from backend.model.config import ModelConfig, load_preset
 from backend.model.io import save_model
 from backend.training import checkpoint as ckpt
@@ -82,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not args.resume and (out / CHECKPOINT).exists():
         raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    # Before hours of training, not after: the run and the export must be writable folders.
+    check_output_path(out / CHECKPOINT, "--out")
+    if args.export:
+        check_output_path(Path(args.export) / "config.json", "--export")
     with runtime(args.device) as rt, stop_on_signals() as stop:
         if rt.main:
             out.mkdir(parents=True, exist_ok=True)
