@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.fileio import atomic_write
 from backend.mesh.cleanup import _as_arrays, _edges, _manifold_pairs
 
 QUAD_FORMATS = (".obj", ".ply")
@@ -119,7 +120,7 @@ def _write_obj(path: Path, mesh: PolyMesh) -> None:
     lines += [f"v {x:.9g} {y:.9g} {z:.9g}" for x, y, z in mesh.vertices.tolist()]
     lines += ["f " + " ".join(str(i + 1) for i in face) for face in mesh.triangles.tolist()]
     lines += ["f " + " ".join(str(i + 1) for i in face) for face in mesh.quads.tolist()]
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write(path, "\n".join(lines) + "\n")
 
 
 def _write_ply(path: Path, mesh: PolyMesh) -> None:
@@ -130,4 +131,4 @@ def _write_ply(path: Path, mesh: PolyMesh) -> None:
              "property list uchar int vertex_indices", "end_header"]
     lines += [f"{x:.9g} {y:.9g} {z:.9g}" for x, y, z in mesh.vertices.tolist()]
     lines += [f"{len(face)} " + " ".join(map(str, face)) for face in mesh.triangles.tolist() + mesh.quads.tolist()]
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write(path, "\n".join(lines) + "\n")
