@@ -84,3 +84,16 @@ def test_free_vertices_turns_the_constraint_off(untrained: Generator):
     result = generate(untrained, cloud.points, cloud.normals,
                       GenerateOptions(mode="ar", max_faces=10, seed=1, snap=False), mesh=cloud.source_mesh)
     assert result.stats["coverage"] is None
+
+
+def test_best_of_n_keeps_the_closest_attempt(untrained: Generator):
+    box = trimesh.creation.box((1.0, 0.6, 0.4))
+    cloud = from_mesh(box, count=1024)
+    result = generate(untrained, cloud.points, cloud.normals,
+                      GenerateOptions(mode="ar", max_faces=20, seed=3, attempts=3), mesh=cloud.source_mesh)
+    scores = result.stats["attempt_chamfer"]
+    assert len(scores) == 3 and result.stats["attempt_kept"] == int(np.argmin(scores))
+    single = generate(untrained, cloud.points, cloud.normals,
+                      GenerateOptions(mode="ar", max_faces=20, seed=3 + result.stats["attempt_kept"]),
+                      mesh=cloud.source_mesh)
+    assert np.array_equal(single.faces, result.faces)

@@ -21,6 +21,7 @@ accepted face through `add_face`, which drives coverage and duplicate avoidance.
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import binary_dilation
 from scipy.spatial import cKDTree
 
 from backend.mesh.candidates import PAD
@@ -72,26 +73,44 @@ class InputConstraint:
         self.positions = dequantize(cells)
         self.index = {(int(b), int(o)): i for i, (b, o) in enumerate(zip(self.blocks, self.offsets))}
         self.tolerance, self.coverage = float(tolerance), float(coverage)
-        self.surface = cKDTree(np.asarray(surface, np.float64))
+        surface = np.asarray(surface, np.float64)
+        self.surface = cKDTree(surface)
         self.covered = np.zeros(len(surface), dtype=bool)
+        # "On the surface" is a lookup in a voxel grid of half the tolerance: voxels holding a
+        # sample, dilated by one (a KD-tree query per sample cost more than the model's pass).
+        self._cell = self.tolerance / 2
+        self._origin = surface.min(axis=0) - 2 * self._cell
+        self._dims = np.ceil((surface.max(axis=0) + 2 * self._cell - self._origin) / self._cell).astype(np.int64) + 1
+        self._sample_voxel = self._voxel(surface)
+        occupied = np.zeros(int(np.prod(self._dims)), dtype=bool)
+        occupied[self._sample_voxel] = True
+        self._near = binary_dilation(occupied.reshape(self._dims), np.ones((3, 3, 3), bool)).ravel()
+        self._near[-1] = False  # the id every point outside the grid maps to
+        self._voxel_covered = np.zeros_like(occupied)
         self.faces: set[frozenset[int]] = set()
         self.version = 0  # faces reported so far: the masks depend on them
         self._made: dict[tuple[int, int], set[int]] = {}  # (a, b) -> c of every face made (a, b, c)
-        # (centre, last) -> (triangle on the surface per candidate, its samples' nearest surface sample)
+        # (centre, last) -> (thirds making a triangle on the surface, its samples' voxels)
         self._thirds: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._seconds: dict[int, np.ndarray] = {}
         # Coverage only grows, so a candidate that can start no face never can again.
         self._closed: set[int] = set()
-        self._witness: dict[int, tuple[int, int, np.ndarray]] = {}  # centre -> (v, w, samples' nearest)
+        self._witness: dict[int, tuple[int, int, np.ndarray]] = {}  # centre -> (v, w, samples' voxels)
         self._open: tuple[int, np.ndarray] | None = None  # (version when computed, open centres)
 
     # -- geometry -------------------------------------------------------------------------
+    def _voxel(self, points: np.ndarray) -> np.ndarray:
+        """Flat voxel ids of points (..., 3); points outside the grid get the last id."""
+        index = np.floor((points - self._origin) / self._cell).astype(np.int64)
+        inside = ((index >= 0) & (index < self._dims - 1)).all(axis=-1)
+        flat = np.ravel_multi_index(tuple(np.moveaxis(np.clip(index, 0, self._dims - 1), -1, 0)), self._dims)
+        return np.where(inside, flat, int(np.prod(self._dims)) - 1)
+
     def _on_surface(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """[..., S, 3] -> ([...] True where every sample lies within tolerance of the surface,
-        [..., S] index of each sample's nearest surface sample)."""
-        distance, nearest = self.surface.query(points.reshape(-1, 3), distance_upper_bound=self.tolerance)
-        nearest = np.minimum(nearest, len(self.covered) - 1).reshape(points.shape[:-1])
-        return np.isfinite(distance).reshape(points.shape[:-1]).all(-1), nearest
+        """[..., S, 3] -> ([...] True where every sample lies near the surface (within about
+        the tolerance), [..., S] each sample's voxel, for the coverage lookup)."""
+        voxels = self._voxel(points)
+        return self._near[voxels].all(-1), voxels
 
     def _second(self, centre: int) -> np.ndarray:
         """Candidates v whose edge (centre, v) lies on the surface."""
@@ -119,7 +138,7 @@ class InputConstraint:
             self._thirds[key] = (third[keep], nearest[keep])
         third, nearest = self._thirds[key]
         ok = np.zeros(len(self.positions), dtype=bool)
-        ok[third[self.covered[nearest[:, _INTERIOR]].mean(axis=1) <= OVERLAP]] = True
+        ok[third[self._voxel_covered[nearest[:, _INTERIOR]].mean(axis=1) <= OVERLAP]] = True
         made = self._made.get(key)
         if made:
             ok[list(made)] = False
@@ -144,13 +163,17 @@ class InputConstraint:
         near = np.asarray(self.surface.query_ball_point(centre, r=reach), dtype=np.int64)
         if len(near):
             self.covered[near[over_triangle(self.surface.data[near], triangle, self.tolerance)]] = True
+        # The face's footprint in the voxel grid, for the overlap test of later faces.
+        steps = int(np.ceil(np.linalg.norm(triangle - np.roll(triangle, 1, axis=0), axis=1).max() / (self._cell / 2)))
+        grid = np.array([(i, j, steps - i - j) for i in range(steps + 1) for j in range(steps + 1 - i)]) / max(steps, 1)
+        self._voxel_covered[self._voxel(grid @ triangle)] = True
 
     @property
     def covered_fraction(self) -> float:
         return float(self.covered.mean())
 
     def _face_is_free(self, centre: int, last: int, third: int, nearest: np.ndarray) -> bool:
-        return (self.covered[nearest[_INTERIOR]].mean() <= OVERLAP
+        return (self._voxel_covered[nearest[_INTERIOR]].mean() <= OVERLAP
                 and frozenset((centre, last, third)) not in self.faces)
 
     def _starts_a_face(self, centre: int) -> bool:

@@ -37,3 +37,12 @@ def chamfer_hausdorff(mesh_a: MeshLike, mesh_b: MeshLike, n: int = 1024, seed: i
 def noise_floor(mesh: MeshLike, n: int = 1024, seed: int = 0) -> tuple[float, float]:
     """(Chamfer, Hausdorff) of a mesh against an independent sampling of itself."""
     return chamfer_hausdorff(mesh, mesh, n, seed)
+
+
+def cloud_chamfer(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, n: int = 1024,
+                  seed: int = 0) -> float:
+    """Chamfer distance between a point cloud and a mesh in the cloud's own frame (best-of-N
+    compares samples of one input, so no per-mesh normalization)."""
+    points = np.asarray(points, np.float64)
+    samples = sample_surface(np.asarray(vertices, np.float64), np.asarray(faces), n, seed)[0]
+    return float(cKDTree(points).query(samples)[0].mean() + cKDTree(samples).query(points)[0].mean())
