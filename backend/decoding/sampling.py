@@ -35,13 +35,13 @@ def distribution(logits: Tensor, mask: Tensor | None, cfg: SamplingConfig) -> Te
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     if mask is not None:
-        logits = logits.masked_fill(~mask, float("-inf"))
+        logits = torch.where(mask, logits, float("-inf"))
     if cfg.greedy:
         return torch.zeros_like(logits).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
     vocab = logits.shape[-1]
     k = vocab if cfg.top_k == 0 else min(cfg.top_k, vocab)
-    values, index = (logits / cfg.temperature).topk(k, dim=-1)  # sorted, descending
-    probs = values.softmax(-1)
+    values, index = logits.topk(k, dim=-1)  # sorted, descending; the temperature keeps the order
+    probs = (values / cfg.temperature).softmax(-1)
     if cfg.top_p < 1.0:
         # Keep the smallest prefix whose mass reaches top_p (the first token always survives).
         before = probs.cumsum(-1) - probs
