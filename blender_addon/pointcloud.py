@@ -1,9 +1,12 @@
-"""Oriented point cloud of a Blender object, as the backend expects it.
+"""What the backend gets of a Blender object: an oriented point cloud and the triangles.
 
 Points are area-weighted samples of the *evaluated* mesh (modifiers applied) in the object's
 local space: the generated object gets the source's matrix_world, so the two line up whatever
 the transform. The sampling mirrors backend.mesh.sample.sample_surface (face normals, uniform
-over area); it is re-implemented here because the add-on cannot import the backend.
+over area); it is re-implemented here because the add-on cannot import the backend. The
+triangles themselves go along too (protocol 2's `mesh`), up to the protocol's size: the backend
+decimates them into the vertex candidates and keeps the generated faces on their surface, the
+same way `specmesh generate` does for a mesh file.
 """
 
 from __future__ import annotations
@@ -11,6 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 DEFAULT_POINTS = 4096
+# backend.server.protocol's MAX_MESH_VERTICES / MAX_MESH_FACES (a test keeps them equal). A larger
+# mesh goes without its triangles: the model then places vertices freely.
+MAX_MESH_VERTICES = 65536
+MAX_MESH_FACES = 131072
 
 
 class PointCloudError(ValueError):
@@ -58,9 +65,10 @@ def sample_triangles(vertices: np.ndarray, triangles: np.ndarray, count: int = D
     return points.astype(np.float32), normals.astype(np.float32)
 
 
-def object_point_cloud(obj, depsgraph, count: int = DEFAULT_POINTS,
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Sample the evaluated mesh of `obj` (a bpy Object). Raises PointCloudError with a plain message."""
+def object_point_cloud(obj, depsgraph, count: int = DEFAULT_POINTS, seed: int = 0
+                       ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Sample the evaluated mesh of `obj` (a bpy Object): (points, normals, (vertices, triangles)
+    or None when the mesh is beyond the protocol's size). Raises PointCloudError with a plain message."""
     if obj.type != "MESH":
         raise PointCloudError(f"'{obj.name}' is a {obj.type.lower().replace('_', ' ')}, not a mesh; "
                               "select a mesh object")
@@ -79,7 +87,11 @@ def object_point_cloud(obj, depsgraph, count: int = DEFAULT_POINTS,
         evaluated.to_mesh_clear()
     if len(loop_start) == 0:
         raise PointCloudError(f"'{obj.name}' has no faces (after modifiers); there is no surface to follow")
+    vertices = vertices.reshape(-1, 3)
+    triangles = fan_triangles(loop_start, corner_vert)
     try:
-        return sample_triangles(vertices.reshape(-1, 3), fan_triangles(loop_start, corner_vert), count, seed)
+        points, normals = sample_triangles(vertices, triangles, count, seed)
     except PointCloudError as exc:
         raise PointCloudError(f"'{obj.name}' {exc}") from None
+    fits = len(vertices) <= MAX_MESH_VERTICES and len(triangles) <= MAX_MESH_FACES
+    return points, normals, (vertices, triangles) if fits else None

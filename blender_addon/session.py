@@ -108,14 +108,20 @@ class GenerationSession:
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
 
-    def start(self, points: np.ndarray, normals: np.ndarray) -> None:
+    def start(self, points: np.ndarray, normals: np.ndarray,
+              mesh: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """`mesh`: the source's (vertices, triangles) in the points' frame, when it fits the protocol."""
         extent = float(np.ptp(points, axis=0).max()) if len(points) else 0.0
         self._weld_distance = 0.5 * extent / GRID_STEPS_PER_EXTENT  # half a grid step: the same grid point
+        request: dict[str, Any] = {"op": "generate", "id": self.request_id,
+                                   "points": np.round(points.astype(np.float64), 6).tolist(),
+                                   "normals": np.round(normals.astype(np.float64), 5).tolist(),
+                                   **self.settings.request_fields()}
+        if mesh is not None:
+            request["mesh"] = {"vertices": np.round(mesh[0].astype(np.float64), 6).tolist(),
+                               "faces": mesh[1].astype(np.int64).tolist()}
         try:
-            self.client.send({"op": "generate", "id": self.request_id,
-                              "points": np.round(points.astype(np.float64), 6).tolist(),
-                              "normals": np.round(normals.astype(np.float64), 5).tolist(),
-                              **self.settings.request_fields()})
+            self.client.send(request)
         except BackendStartError as exc:
             self._fail(str(exc))
 

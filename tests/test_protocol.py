@@ -33,7 +33,7 @@ def _code(line: str | bytes) -> str:
 
 def test_valid_requests_parse() -> None:
     assert P.parse_request('{"op": "ping", "id": "a"}') == P.Ping("a")
-    assert P.parse_request('{"op": "ping", "protocol": 1}') == P.Ping(None)
+    assert P.parse_request('{"op": "ping", "protocol": 2}') == P.Ping(None)
     assert P.parse_request('{"op": "cancel", "id": "g1"}') == P.Cancel("g1")
     assert P.parse_request('{"op": "shutdown"}') == P.Shutdown()
     request = P.parse_request(_generate(delta=0.7, heads=2, max_faces=100, seed=3, mode="ar", greedy=True,
@@ -50,7 +50,7 @@ def test_valid_requests_parse() -> None:
     ("[1, 2]", P.INVALID_REQUEST),
     ('{"id": "x"}', P.INVALID_REQUEST),
     ('{"op": "explode"}', P.UNKNOWN_OP),
-    ('{"op": "ping", "protocol": 2}', P.UNSUPPORTED_PROTOCOL),
+    ('{"op": "ping", "protocol": 3}', P.UNSUPPORTED_PROTOCOL),
     ('{"op": "ping", "protocol": true}', P.UNSUPPORTED_PROTOCOL),
     ('{"op": "ping", "colour": "red"}', P.INVALID_REQUEST),
     ('{"op": "cancel"}', P.INVALID_FIELD),
@@ -135,3 +135,27 @@ def test_a_line_of_millions_of_tiny_rows_is_refused_before_parsing() -> None:
     with pytest.raises(P.ProtocolError) as info:
         P.parse_request(line)
     assert info.value.code == P.TOO_LARGE and time.perf_counter() - started < 1.0
+
+
+def test_generate_takes_the_source_mesh() -> None:
+    points, normals = _cloud()
+    mesh = {"vertices": [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], "faces": [[0, 1, 2], [0, 1, 3]]}
+    request = P.parse_request(_generate(mesh=mesh, snap=False))
+    vertices, faces = request.mesh
+    assert vertices.shape == (4, 3) and faces.tolist() == [[0, 1, 2], [0, 1, 3]]
+    assert request.options["snap"] is False
+    assert P.parse_request(_generate()).mesh is None
+    assert _code(_generate(mesh={"vertices": mesh["vertices"]})) == P.INVALID_FIELD
+    assert _code(_generate(mesh={**mesh, "faces": [[0, 1, 9]]})) == P.INVALID_FIELD
+    assert _code(_generate(mesh={**mesh, "faces": [[0, 1, 2.5]]})) == P.INVALID_SHAPE
+    assert _code(_generate(mesh={**mesh, "vertices": [[0, 0, float("nan")]] * 4})) in (P.NOT_FINITE, P.INVALID_JSON)
+    from addon_fixtures import load_addon_module
+
+    assert load_addon_module("pointcloud").MAX_MESH_FACES == P.MAX_MESH_FACES
+    assert load_addon_module("pointcloud").MAX_MESH_VERTICES == P.MAX_MESH_VERTICES
+
+
+def test_an_old_client_gets_a_clear_error() -> None:
+    with pytest.raises(P.ProtocolError, match="update the SpecMesh add-on") as info:
+        P.parse_request('{"op": "ping", "protocol": 1}')
+    assert info.value.code == P.UNSUPPORTED_PROTOCOL

@@ -145,7 +145,8 @@ class Server:
             options = self._options(request.options)
             vertices: list[np.ndarray] = [np.zeros((0, 3))]
             faces: list[np.ndarray] = [np.zeros((0, 3), np.int64)]
-            for event in self._generator.stream(request.points, request.normals, options, cancel):
+            for event in self._generator.stream(request.points, request.normals, options, cancel,
+                                                    mesh=request.mesh):
                 if isinstance(event, FacesEvent):
                     vertices.append(np.asarray(event.vertices, np.float64).reshape(-1, 3))
                     faces.append(np.asarray(event.faces, np.int64).reshape(-1, 3))

@@ -1,4 +1,4 @@
-"""The SpecMesh line protocol, version 1 (docs/protocol.md is the reference).
+"""The SpecMesh line protocol, version 2 (docs/protocol.md is the reference).
 
 One JSON object per line, UTF-8, both ways. This module only parses and validates requests and
 encodes events; it knows nothing about threads or models, so every rule here is testable alone.
@@ -15,11 +15,13 @@ import numpy as np
 
 from backend.options import BOUNDS, MAX_FACES, MAX_HEADS, MODES, VERIFICATIONS  # noqa: F401 (re-exported)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: generate takes the source `mesh` (vertex candidates, decoding on the input)
 MAX_LINE_BYTES = 16 * 1024 * 1024   # 65536 points + normals as JSON fit comfortably
 MIN_POINTS = 16
 MAX_POINTS = 65536
 MAX_ID_CHARS = 64
+MAX_MESH_VERTICES = 65536  # a larger source mesh is decimated by the add-on first
+MAX_MESH_FACES = 131072
 # Coordinates beyond this are refused (the CLI's input readers use the same bound): the pipeline
 # works in float32, whose range ends at 3.4e38.
 MAX_COORDINATE = 1e30
@@ -68,6 +70,7 @@ class Generate:
     points: np.ndarray    # (n, 3) float32
     normals: np.ndarray   # (n, 3) float32
     options: dict[str, Any] = field(default_factory=dict)  # GenerateOptions fields, validated
+    mesh: tuple[np.ndarray, np.ndarray] | None = None  # source (vertices float64, triangles int64)
 
 
 Request = Ping | Cancel | Shutdown | Generate
@@ -80,6 +83,7 @@ _OPTION_RULES: dict[str, tuple[tuple[type, ...], float | None, float | None]] = 
        for name in ("delta", "temperature", "top_k", "top_p", "max_faces", "seed")},  # bounds: backend.options
     "heads": ((int,), 0, MAX_HEADS),  # 0: no drafting heads, plain autoregressive decoding
     "greedy": ((bool,), None, None),
+    "snap": ((bool,), None, None),
     "mode": ((str,), None, None),
     "verify": ((str,), None, None),
 }
@@ -89,7 +93,7 @@ _FIELDS = {
     "ping": {"op", "protocol", "id"},
     "cancel": {"op", "protocol", "id"},
     "shutdown": {"op", "protocol"},
-    "generate": {"op", "protocol", "id", "points", "normals", *_OPTION_RULES},
+    "generate": {"op", "protocol", "id", "points", "normals", "mesh", *_OPTION_RULES},
 }
 
 
@@ -99,7 +103,7 @@ def _reject_constant(name: str) -> float:
 
 # Every row of `points` and `normals` opens one bracket; a line with far more brackets than two
 # full lists can hold is refused before parsing (2 million tiny rows would cost ~1 GB as Python lists).
-_MAX_BRACKETS = 2 * MAX_POINTS + 4 * MAX_ID_CHARS
+_MAX_BRACKETS = 2 * MAX_POINTS + MAX_MESH_VERTICES + MAX_MESH_FACES + 4 * MAX_ID_CHARS
 
 
 def parse_request(line: bytes | str) -> Request:
@@ -107,7 +111,8 @@ def parse_request(line: bytes | str) -> Request:
     brackets = line.count(b"[" if isinstance(line, bytes) else "[")
     if brackets > _MAX_BRACKETS:
         raise ProtocolError(TOO_LARGE, f"the request holds {brackets} lists; at most {MAX_POINTS} rows of "
-                                       "'points' and of 'normals' are allowed")
+                                       f"'points' and of 'normals' and {MAX_MESH_VERTICES} vertices and "
+                                       f"{MAX_MESH_FACES} faces of 'mesh' are allowed")
     try:
         message = json.loads(line, parse_constant=_reject_constant)
     except ProtocolError:
@@ -133,7 +138,8 @@ def _parse_message(message: dict[str, Any]) -> Request:
     version = message.get("protocol", PROTOCOL_VERSION)
     if version != PROTOCOL_VERSION or isinstance(version, bool):
         raise ProtocolError(UNSUPPORTED_PROTOCOL,
-                            f"protocol {version!r} is not supported; this server speaks {PROTOCOL_VERSION}")
+                            f"protocol {str(version)[:20]} is not supported; this backend speaks protocol "
+                            f"{PROTOCOL_VERSION}: update the SpecMesh add-on and its backend together")
     unknown = sorted(set(message) - _FIELDS[op])
     if unknown:
         raise ProtocolError(INVALID_REQUEST, f"unknown field(s) for {op}: {', '.join(unknown)[:200]}")
@@ -164,18 +170,37 @@ def _parse_generate(message: dict[str, Any]) -> Generate:
     if np.ptp(points, axis=0).max() <= 0.0:
         raise ProtocolError(INVALID_FIELD, "'points' are all the same point; there is no shape to follow")
     options = {name: _option(name, message[name]) for name in _OPTION_RULES if name in message}
-    return Generate(request_id, points, normals, options)
+    mesh = _mesh(message["mesh"]) if "mesh" in message else None
+    return Generate(request_id, points, normals, options, mesh)
 
 
-def _vectors(message: dict[str, Any], name: str) -> np.ndarray:
+def _mesh(value: Any) -> tuple[np.ndarray, np.ndarray]:
+    """{"vertices": [[x, y, z], ...], "faces": [[i, j, k], ...]} -> (float64 (n, 3), int64 (m, 3))."""
+    if not isinstance(value, dict) or set(value) != {"vertices", "faces"}:
+        raise ProtocolError(INVALID_FIELD, "'mesh' must be an object with exactly 'vertices' and 'faces'")
+    vertices, faces = value["vertices"], value["faces"]
+    if not isinstance(vertices, list) or not 3 <= len(vertices) <= MAX_MESH_VERTICES:
+        raise ProtocolError(INVALID_SHAPE, f"'mesh.vertices' must hold 3..{MAX_MESH_VERTICES} [x, y, z] rows")
+    if not isinstance(faces, list) or not 1 <= len(faces) <= MAX_MESH_FACES:
+        raise ProtocolError(INVALID_SHAPE, f"'mesh.faces' must hold 1..{MAX_MESH_FACES} [i, j, k] rows")
+    if not all(isinstance(f, list) and len(f) == 3 and all(type(i) is int for i in f) for f in faces):
+        raise ProtocolError(INVALID_SHAPE, "every row of 'mesh.faces' must be three vertex indices")
+    array = _vectors({"mesh.vertices": vertices}, "mesh.vertices", minimum=3, maximum=MAX_MESH_VERTICES)
+    triangles = np.asarray(faces, dtype=np.int64)
+    if triangles.min() < 0 or triangles.max() >= len(array):
+        raise ProtocolError(INVALID_FIELD, f"'mesh.faces' indices must be in 0..{len(array) - 1}")
+    return array.astype(np.float64), triangles
+
+
+def _vectors(message: dict[str, Any], name: str, minimum: int = MIN_POINTS, maximum: int = MAX_POINTS) -> np.ndarray:
     """A list of [x, y, z] numbers -> float32 (n, 3); checks shape, types and finiteness."""
     rows = message.get(name)
     if not isinstance(rows, list):
         raise ProtocolError(INVALID_SHAPE, f"'{name}' must be a list of [x, y, z] rows")
-    if len(rows) > MAX_POINTS:
-        raise ProtocolError(TOO_LARGE, f"'{name}' has {len(rows)} rows; the limit is {MAX_POINTS}")
-    if len(rows) < MIN_POINTS:
-        raise ProtocolError(INVALID_SHAPE, f"'{name}' has {len(rows)} rows; at least {MIN_POINTS} are needed")
+    if len(rows) > maximum:
+        raise ProtocolError(TOO_LARGE, f"'{name}' has {len(rows)} rows; the limit is {maximum}")
+    if len(rows) < minimum:
+        raise ProtocolError(INVALID_SHAPE, f"'{name}' has {len(rows)} rows; at least {minimum} are needed")
     for row in rows:
         if not (isinstance(row, list) and len(row) == 3
                 and all(type(c) in _NUMBER for c in row)):  # type(): no bools, no numeric strings
