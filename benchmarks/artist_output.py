@@ -57,7 +57,7 @@ def main() -> None:
             rows.append({"case": case.name, "faces": 0})
             continue
         step = quantization_step(cloud.points)
-        cleaned = clean_mesh(result.vertices, result.faces, weld_distance=0.5 * step)
+        cleaned = clean_mesh(result.vertices, result.faces, weld_distance=0.5 * step, plane_distance=0.25 * step)
         quads = join_triangles(cleaned.vertices, cleaned.faces)
         neighbours = weld(result.vertices, result.faces, 1.01 * step)
         source = clean_mesh(case.mesh.vertices, case.mesh.faces, weld_distance=1e-9)
@@ -68,7 +68,8 @@ def main() -> None:
             "raw": mesh_report(result.vertices, result.faces),
             "clean": {k: cleaned.stats[k] for k in ("pieces", "boundary_edges", "nonmanifold_edges",
                                                     "flipped_edges", "closed_patches", "inward_patches",
-                                                    "flipped_faces", "duplicate_faces", "welded_vertices")},
+                                                    "flipped_faces", "duplicate_faces", "welded_vertices",
+                                                    "covered_faces")},
             "quads": len(quads.quads), "triangles": len(quads.triangles), "quad_fraction": quads.quad_fraction,
             "axis_aligned": axis_aligned_share(cleaned.vertices, cleaned.faces),
             "input": {"faces": len(case.mesh.faces), "quad_fraction": source_quads.quad_fraction,
@@ -99,7 +100,10 @@ def main() -> None:
         "inputs": len(rows), "with_faces": len(made), "threads": threads,
         "raw": {k: total("raw", k) for k in ("flipped_edges", "closed_patches", "inward_patches")},
         "clean": {k: total("clean", k) for k in ("flipped_edges", "closed_patches", "inward_patches",
-                                                 "pieces", "boundary_edges")},
+                                                 "pieces", "boundary_edges", "nonmanifold_edges",
+                                                 "covered_faces")},
+        "raw_faces": int(sum(r["faces"] for r in made)),
+        "raw_nonmanifold_edges": total("raw", "nonmanifold_edges"),
         "quad_fraction_all": share(made), "box_like_outputs": len(box_like), "quad_fraction_box_like": share(box_like),
         "median_quad_fraction_box_like": float(np.median([r["quad_fraction"] for r in box_like])) if box_like else None,
         "input_quad_fraction_box_like": share([r["input"] for r in made if r["input"]["axis_aligned"] >= 0.8]),

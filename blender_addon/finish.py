@@ -1,10 +1,10 @@
 """The end of a generation in Blender: the streamed triangles made artist-ready with bmesh, the
 same steps `specmesh generate` applies (backend/mesh/cleanup.py, quads.py):
 
-1. orient outward: reverse the faces the backend's `done` event lists in `flip` (its
-   `orient_outward`, the CLI's own orientation); without that list (an older backend, or one
-   that failed before `done`), Blender's Recalculate Outside, which on these open, non-manifold
-   meshes agrees with the CLI on only about 70 % of the faces;
+1. drop the faces the backend's `done` event lists in `drop` (covered by coplanar faces) and
+   reverse those in `flip` (its `orient_outward`, the CLI's own orientation); without these
+   lists (an older backend, or one that failed before `done`), Blender's Recalculate Outside,
+   which on these open, non-manifold meshes agrees with the CLI on only about 70 % of the faces;
 2. weld vertices closer than half the model's grid step (the same grid point);
 3. drop faces over the same vertices as an earlier face (a double-sided pair keeps one side);
 4. with Quads on, join triangle pairs that are near-planar and near-rectangular (Tris to Quads,
@@ -25,17 +25,22 @@ QUAD_SHAPE_THRESHOLD = math.radians(40.0)
 
 
 def finish_mesh(mesh: bpy.types.Mesh, weld_distance: float, quads: bool,
-                flip: list[int] | None = None) -> dict:
-    """Orient, clean and optionally quadrangulate `mesh` in place; `flip`: indices of its faces to
-    reverse (then no normals are recalculated). -> what it did and has."""
+                flip: list[int] | None = None, drop: list[int] | None = None) -> dict:
+    """Orient, clean and optionally quadrangulate `mesh` in place; `flip` / `drop`: indices of
+    its faces to reverse / delete (with `flip`, no normals are recalculated). -> what it did and has."""
     bm = bmesh.new()
     try:
         bm.from_mesh(mesh)
         bm.faces.ensure_lookup_table()
-        by_backend = flip is not None and all(0 <= i < len(bm.faces) for i in flip)
+        count = len(bm.faces)
+        by_backend = flip is not None and all(0 <= i < count for i in flip)
+        drop = [i for i in (drop or []) if 0 <= i < count] if by_backend else []
+        dropped = [bm.faces[i] for i in drop]
         if by_backend:
             bmesh.ops.reverse_faces(bm, faces=[bm.faces[i] for i in flip])
-        else:
+        if dropped:
+            bmesh.ops.delete(bm, geom=dropped, context="FACES")
+        if not by_backend:
             bmesh.ops.recalc_face_normals(bm, faces=list(bm.faces))
         verts_before = len(bm.verts)
         if weld_distance > 0:
@@ -49,7 +54,7 @@ def finish_mesh(mesh: bpy.types.Mesh, weld_distance: float, quads: bool,
                 duplicates.append(face)
             seen.add(key)
         if duplicates:
-            bmesh.ops.delete(bm, geom=duplicates, context="FACES_ONLY")
+            bmesh.ops.delete(bm, geom=duplicates, context="FACES")
         for face in bm.faces:
             face.smooth = False  # flat shading: smoothing across a low-poly mesh's hard corners reads as black smudges
         if quads:
@@ -58,6 +63,7 @@ def finish_mesh(mesh: bpy.types.Mesh, weld_distance: float, quads: bool,
         result = {
             "oriented_by": "backend" if by_backend else "blender",
             "flipped_faces": len(flip) if by_backend else None,
+            "covered_faces": len(drop),
             "welded_vertices": verts_before - len(bm.verts),
             "duplicate_faces": len(duplicates),
             "quads": sum(1 for f in bm.faces if len(f.verts) == 4),

@@ -103,6 +103,7 @@ class GenerationSession:
         self._weld_distance = 0.0
         self._finished_mesh = False
         self._flip: list[int] | None = None  # from `done`: faces whose winding the backend reverses
+        self._drop: list[int] | None = None  # from `done`: faces covered by coplanar ones
 
     @property
     def finished(self) -> bool:
@@ -150,7 +151,7 @@ class GenerationSession:
                 self._take_progress(event)
             elif kind == "done":
                 self._take_done(event.get("stats") or {})
-                self._flip = event.get("flip")
+                self._flip, self._drop = event.get("flip"), event.get("drop")
             elif kind == "error":
                 self._fail(str(event.get("message", "unknown backend error")))
         if new_faces or new_vertices:
@@ -214,7 +215,8 @@ class GenerationSession:
             return
         if len(obj.data.vertices) != len(self._vertices):
             return  # edited under us: leave it as the user has it
-        self.progress.finish = finish_mesh(obj.data, self._weld_distance, self.settings.quads, self._flip)
+        self.progress.finish = finish_mesh(obj.data, self._weld_distance, self.settings.quads, self._flip,
+                                            self._drop)
         quads = self.progress.finish["quads"]
         if quads and self.state is not State.FAILED:
             self.message += f"; {quads} quads"

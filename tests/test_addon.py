@@ -353,21 +353,31 @@ def test_finish_turns_normals_outside_and_joins_quads(addon, quads: bool) -> Non
 
 
 def test_finish_applies_the_backends_orientation(addon) -> None:
-    """With the `flip` list of a `done` event, the add-on winds faces exactly as the CLI does."""
-    from backend.server.loop import outward_flips
+    """With the `flip` and `drop` lists of a `done` event, the add-on ends with the CLI's faces."""
+    from backend.mesh.cleanup import outward_edits
 
     obj = _two_scrambled_boxes("boxes_flip", doubled=False)  # the backend never sends a face twice
     vertices = np.array([v.co[:] for v in obj.data.vertices])
     faces = np.array([p.vertices[:] for p in obj.data.polygons])
-    flip, report = outward_flips(vertices, faces)
-    assert report["closed_patches"] == 2 and report["inward_patches"] == 0
-    done = addon.finish.finish_mesh(obj.data, weld_distance=1e-4, quads=False, flip=flip)
+    drop, flip, report = outward_edits(vertices, faces, plane_distance=1e-3)
+    assert len(drop) == 0 and report["closed_patches"] == 2 and report["inward_patches"] == 0
+    done = addon.finish.finish_mesh(obj.data, weld_distance=1e-4, quads=False, flip=flip.tolist(), drop=[])
     assert done["oriented_by"] == "backend" and done["flipped_faces"] == len(flip) > 0
     assert _signed_volumes(obj) == pytest.approx([1.0, 1.0])
 
 
-def test_generation_ends_oriented_as_the_cli_with_quads(addon, monkey) -> None:
-    from backend.mesh.cleanup import orient_outward
+def _face_keys(vertices: np.ndarray, faces) -> set:
+    """Faces as cycles of rounded corner coordinates, starting at the smallest: winding kept."""
+    keys = set()
+    for face in faces:
+        corners = [tuple(np.round(vertices[i], 4).tolist()) for i in face]
+        start = corners.index(min(corners))
+        keys.add(tuple(corners[start:] + corners[:start]))
+    return keys
+
+
+def test_generation_ends_as_the_cli_writes_it_with_quads(addon, monkey, tmp_path) -> None:
+    from backend.commands.generate import write_artist_mesh
 
     _settings(max_faces=60, seed=3)
     assert bpy.ops.specmesh.generate("EXEC_DEFAULT") == {"FINISHED"}
@@ -376,10 +386,15 @@ def test_generation_ends_oriented_as_the_cli_with_quads(addon, monkey) -> None:
     done = session.progress.finish
     assert done["oriented_by"] == "backend" and done["duplicate_faces"] == done["welded_vertices"] == 0
     assert {"pieces", "boundary_edges", "inward_patches"} <= set(session.progress.stats)
-    expected = orient_outward(session._vertices, session._faces)
-    for polygon, face in zip(output.data.polygons, expected.tolist()):
-        corners = list(polygon.vertices)
-        assert corners in (face, face[1:] + face[:1], face[2:] + face[:2])  # the same winding
+    # The CLI's own clean-up of the same streamed mesh, written and read back.
+    import trimesh
+
+    path = tmp_path / "cli.obj"
+    write_artist_mesh(path, session._vertices, session._faces, step=2 * session._weld_distance, quads=False)
+    cli = trimesh.load(path, process=False)
+    blender_vertices = np.array([v.co[:] for v in output.data.vertices])
+    assert _face_keys(blender_vertices, [p.vertices[:] for p in output.data.polygons]) == _face_keys(
+        np.asarray(cli.vertices), cli.faces.tolist())
 
     _settings(max_faces=60, seed=3, quads=True)
     assert bpy.ops.specmesh.generate("EXEC_DEFAULT") == {"FINISHED"}

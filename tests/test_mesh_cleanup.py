@@ -162,3 +162,55 @@ def test_quads_refuse_a_triangle_only_format(tmp_path):
     box = CLOSED["box"]
     with pytest.raises(ValueError, match="obj or .ply"):
         write_polygons(tmp_path / "x.glb", join_triangles(box.vertices, box.faces))
+
+
+def _unit_box() -> tuple[np.ndarray, np.ndarray]:
+    """Corners 0..7 = (x, y, z) bits; the top is 4 (0,0,1), 5 (1,0,1), 6 (1,1,1), 7 (0,1,1)."""
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0],
+                         [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]], float)
+    sides = [(0, 3, 2, 1), (4, 5, 6, 7), (0, 1, 5, 4), (1, 2, 6, 5), (2, 3, 7, 6), (3, 0, 4, 7)]
+    faces = [t for a, b, c, d in sides for t in ((a, b, c), (a, c, d))]
+    return vertices, np.array(faces)
+
+
+def test_faces_covered_by_coplanar_faces_are_dropped_and_the_surface_is_kept():
+    """A box whose top is drawn three times (two diagonals and a fan around its centre): the
+    redundant copies go, the box is closed again, and every side becomes one quad."""
+    from backend.mesh.cleanup import covered_faces
+
+    vertices, faces = _unit_box()
+    vertices = np.concatenate([vertices, [[0.5, 0.5, 1.0]]])  # 8: the top's centre
+    extra = [(4, 5, 7), (5, 6, 7), (8, 4, 5), (8, 5, 6), (8, 6, 7), (8, 7, 4)]
+    faces = scramble(np.concatenate([faces, extra]), 2)
+    dropped = covered_faces(vertices, faces, plane_distance=1e-3)
+    assert len(dropped) == 6  # the fan first (smallest), then two of the four diagonal halves
+    kept = np.delete(faces, dropped, axis=0)
+    assert trimesh.Trimesh(vertices, kept, process=False).area == pytest.approx(6.0)  # nothing uncovered
+    cleaned = clean_mesh(vertices, faces, weld_distance=1e-6, plane_distance=1e-3)
+    assert cleaned.stats["covered_faces"] == 6 and cleaned.stats["nonmanifold_edges"] == 0
+    result = trimesh.Trimesh(cleaned.vertices, cleaned.faces, process=False)
+    assert result.is_watertight and result.volume == pytest.approx(1.0)
+    assert len(join_triangles(cleaned.vertices, cleaned.faces).quads) == 6
+
+
+def test_coplanar_neighbours_that_do_not_overlap_are_kept():
+    from backend.mesh.cleanup import covered_faces
+
+    grid = trimesh.creation.box().subdivide().subdivide()  # 16 coplanar triangles per side, no overlap
+    assert len(covered_faces(grid.vertices, grid.faces, plane_distance=1e-3)) == 0
+    # Overlapping but not covered: a triangle sticking out of a square stays.
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0.5, 1.5, 0]], float)
+    faces = np.array([[0, 1, 2], [0, 2, 3], [0, 1, 4]])
+    assert len(covered_faces(vertices, faces, plane_distance=1e-3)) == 0
+
+
+def test_a_closed_part_is_never_opened_to_drop_a_covered_face():
+    """A closed box and a loose square drawn over its top: the square's faces go, the box's stay
+    (although the square covers the top as well)."""
+    from backend.mesh.cleanup import closed_faces, covered_faces
+
+    vertices, faces = _unit_box()
+    vertices = np.concatenate([vertices, [[0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]]])  # 8..11: the top again
+    faces = np.concatenate([faces, [(8, 9, 11), (9, 10, 11)]])
+    assert closed_faces(faces).tolist() == [True] * 12 + [False] * 2
+    assert covered_faces(vertices, faces, plane_distance=1e-3).tolist() == [12, 13]

@@ -77,16 +77,18 @@ def test_generate_streams_faces_then_done(generator) -> None:
     # The pipeline maps vertices back to the caller's frame: the unit sphere's box, give or take a cell.
     assert np.abs(vertices).max() < 1.1
     assert any(e["event"] == "progress" for e in events)
-    # `done` lists the faces to reverse for outward winding (what `specmesh generate` writes) and
-    # the oriented mesh's topology.
-    from backend.mesh.cleanup import mesh_report, orient_outward
+    # `done` lists the faces to drop (covered by coplanar ones) and to reverse for outward winding,
+    # as `specmesh generate` writes them, and the result's topology.
+    from backend.commands.generate import quantization_step
+    from backend.mesh.cleanup import mesh_report, outward_edits
 
-    flip = np.zeros(len(faces), bool)
-    flip[done["flip"]] = True
-    oriented = np.where(flip[:, None], faces[:, [0, 2, 1]], faces)
-    assert np.array_equal(oriented, orient_outward(vertices, faces))
-    report = mesh_report(vertices, oriented)
+    points = np.asarray(generate_request("g1")["points"])
+    drop, flip, report = outward_edits(vertices, faces, 0.25 * quantization_step(points))
+    assert done["drop"] == drop.tolist() and done["flip"] == flip.tolist()
     assert report["flipped_edges"] == 0 and {k: done["stats"][k] for k in report} == report
+    oriented = faces.copy()
+    oriented[flip] = oriented[flip][:, [0, 2, 1]]
+    assert mesh_report(vertices, np.delete(oriented, drop, axis=0)) == report
     server.stop()
 
 

@@ -165,7 +165,7 @@ def quantization_step(points) -> float:
 
 def write_artist_mesh(output: Path, vertices, faces, step: float, quads: bool) -> dict:
     """Clean the generated triangles (weld vertices closer than the grid `step`, drop duplicate
-    faces, orient outward), optionally join quads, write the file; -> the clean-up and topology
+    faces and faces covered by coplanar ones, orient outward), optionally join quads, write the file; -> the clean-up and topology
     stats. Distinct grid vertices lie at least one step apart (a few ulps less after the mapping
     back to the caller's frame), so welding at half a step merges exactly the vertices that are
     the same grid point and never two neighbouring ones."""
@@ -175,7 +175,7 @@ def write_artist_mesh(output: Path, vertices, faces, step: float, quads: bool) -
     from backend.mesh.cleanup import clean_mesh
     from backend.mesh.quads import PolyMesh, join_triangles, write_polygons
 
-    cleaned = clean_mesh(vertices, faces, weld_distance=0.5 * step)
+    cleaned = clean_mesh(vertices, faces, weld_distance=0.5 * step, plane_distance=0.25 * step)
     if quads:
         mesh = join_triangles(cleaned.vertices, cleaned.faces)
         with replacing(output) as tmp:

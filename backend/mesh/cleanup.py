@@ -1,14 +1,16 @@
 """Artist-ready clean-up of a generated triangle mesh: weld, drop duplicates, orient outward.
 
 The model writes faces in whatever winding its tokens happen to give, so a raw output shows
-inverted (black) triangles in Blender. `clean_mesh` runs the three steps `specmesh generate`
+inverted (black) triangles in Blender. `clean_mesh` runs the four steps `specmesh generate`
 applies before writing a file:
 
 1. `weld`: vertices closer than a distance (the quantization step: two corners the model meant
    to be one) become one vertex; faces that collapse are dropped.
 2. `drop_duplicate_faces`: a face over the same three vertices as an earlier one (the same
    triangle, whichever its winding: a double-sided pair) is dropped.
-3. `orient_outward`: winding made consistent across every manifold edge (an edge shared by
+3. `covered_faces`: a face lying in one plane with others that entirely cover it is dropped
+   (overlapping coplanar triangles), keeping the surface covered the same.
+4. `orient_outward`: winding made consistent across every manifold edge (an edge shared by
    exactly two faces), patch by patch, and each patch turned so that its signed volume is
    positive: outward for a closed patch; for an open one, facing away from the centre of the
    whole mesh.
@@ -168,6 +170,27 @@ def orient_outward(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return np.where(flip[:, None], faces[:, [0, 2, 1]], faces)
 
 
+def _open_patches(edges: _Edges, count: int, label: np.ndarray) -> np.ndarray:
+    """Per patch: open? A patch is closed when each of its edges is used by exactly two of its own
+    faces (an edge it shares with another patch, non-manifold overall, may still close it)."""
+    patch_edge = np.repeat(label, 3) * len(edges.count) + edges.edge.ravel()
+    key, uses = np.unique(patch_edge, return_counts=True)
+    open_patch = np.zeros(count, bool)
+    open_patch[key[uses != 2] // len(edges.count)] = True
+    return open_patch
+
+
+def closed_faces(faces: np.ndarray) -> np.ndarray:
+    """Per face: does it belong to a closed patch (see `mesh_report`)?"""
+    faces = np.asarray(faces, np.int64).reshape(-1, 3)
+    if len(faces) == 0:
+        return np.zeros(0, bool)
+    edges = _edges(faces)
+    a, b, _ = _manifold_pairs(edges)
+    count, label = _patches(len(faces), a, b)
+    return ~_open_patches(edges, count, label)[label]
+
+
 def mesh_report(vertices: np.ndarray, faces: np.ndarray) -> dict:
     """What an artist sees in a mesh:
     - pieces: loose parts (faces connected through shared vertices, as Blender's Select Linked);
@@ -189,12 +212,7 @@ def mesh_report(vertices: np.ndarray, faces: np.ndarray) -> dict:
     pieces = connected_components(incidence @ incidence.T, directed=False)[0]
     a, b, same = _manifold_pairs(edges)
     count, label = _patches(m, a, b)
-    # A patch is closed when each of its edges is used by exactly two of its own faces (an edge
-    # it shares with another patch, non-manifold overall, may still close it).
-    patch_edge = np.repeat(label, 3) * len(edges.count) + edges.edge.ravel()
-    key, uses = np.unique(patch_edge, return_counts=True)
-    open_patch = np.zeros(count, bool)
-    open_patch[key[uses != 2] // len(edges.count)] = True
+    open_patch = _open_patches(edges, count, label)
     inconsistent = np.zeros(count, bool)
     inconsistent[label[a[same]]] = True
     volume = _signed_volumes(vertices, faces, label, count, _centre(vertices, faces))
@@ -209,15 +227,97 @@ def mesh_report(vertices: np.ndarray, faces: np.ndarray) -> dict:
     }
 
 
-def clean_mesh(vertices: np.ndarray, faces: np.ndarray, weld_distance: float = 0.0) -> CleanMesh:
-    """Weld, drop duplicate faces, orient outward; stats say what changed and what is left."""
+# A plane with more faces than this is left as it is by `covered_faces` (the check is quadratic).
+MAX_FACES_PER_PLANE = 256
+
+
+def _plane_groups(vertices: np.ndarray, faces: np.ndarray, distance: float) -> list[np.ndarray]:
+    """Faces grouped by the plane they lie in: unit normal up to sign (rounded to 1e-3) and
+    offset (rounded to `distance`). Rounding may split a plane in two; that only drops less."""
+    tri = vertices[faces]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    length = np.linalg.norm(normal, axis=1, keepdims=True)
+    unit = np.round(normal / np.where(length > 0, length, 1.0), 3)
+    sign = np.sign(unit[np.arange(len(unit)), np.abs(unit).argmax(axis=1)])
+    unit = unit * np.where(sign == 0, 1.0, sign)[:, None] + 0.0  # + 0.0: no negative zeros in keys
+    offset = np.round(np.einsum("ij,ij->i", unit, tri[:, 0]) / distance)
+    _, group = np.unique(np.column_stack([unit, offset]), axis=0, return_inverse=True)
+    order = np.argsort(group.ravel(), kind="stable")
+    return [g for g in np.split(order, np.flatnonzero(np.diff(group.ravel()[order])) + 1) if len(g) > 1]
+
+
+def covered_faces(vertices: np.ndarray, faces: np.ndarray, plane_distance: float) -> np.ndarray:
+    """Indices of faces that lie in one plane with others and are entirely covered by them (the
+    model drew that part of the surface twice, or more: overlapping coplanar triangles flicker in
+    a viewport and cannot be joined into quads). Smallest first, a face is dropped only if the
+    faces of its plane still kept cover it, so the surface covered stays exactly the same; faces
+    of closed patches (`closed_faces`) are never dropped, so no closed part is opened."""
+    import manifold3d
+
+    vertices, faces = _as_arrays(vertices, faces)
+    if len(faces) < 2 or plane_distance <= 0:
+        return np.zeros(0, np.int64)
+    tri = vertices[faces]
+    area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1) / 2
+    protected = closed_faces(faces)
+    dropped = []
+    for group in _plane_groups(vertices, faces, plane_distance):
+        if len(group) > MAX_FACES_PER_PLANE:
+            continue
+        normal = np.cross(tri[group[0], 1] - tri[group[0], 0], tri[group[0], 2] - tri[group[0], 0])
+        normal /= np.linalg.norm(normal)
+        u = np.cross(normal, [1.0, 0.0, 0.0] if abs(normal[0]) < 0.9 else [0.0, 1.0, 0.0])
+        u /= np.linalg.norm(u)
+        v = np.cross(normal, u)
+        shapes = {}
+        for i in group.tolist():
+            corners = [(float(p @ u), float(p @ v)) for p in tri[i]]
+            if np.cross(np.subtract(corners[1], corners[0]), np.subtract(corners[2], corners[0])) < 0:
+                corners.reverse()  # counter-clockwise in the plane's frame, whatever the winding
+            shapes[i] = manifold3d.CrossSection([corners])
+        kept = set(shapes)
+        for i in sorted(shapes, key=lambda i: (area[i], i)):
+            if protected[i]:
+                continue
+            others = [shapes[j] for j in kept if j != i]
+            if not others:
+                continue
+            union = manifold3d.CrossSection.batch_boolean(others, manifold3d.OpType.Add)
+            if (shapes[i] - union).area() <= 1e-3 * area[i]:
+                kept.discard(i)
+                dropped.append(i)
+    return np.sort(np.asarray(dropped, np.int64))
+
+
+def outward_edits(vertices: np.ndarray, faces: np.ndarray, plane_distance: float
+                  ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """For a mesh as the pipeline streams it (no two faces over the same vertices): (faces to
+    drop as covered, faces to reverse for outward winding, `mesh_report` of the result), as
+    indices into `faces`. `clean_mesh` applies the same steps; `specmesh serve` sends these so
+    that the add-on finishes its streamed mesh exactly as the CLI writes it."""
+    vertices, faces = _as_arrays(vertices, faces)
+    drop = covered_faces(vertices, faces, plane_distance)
+    keep = np.setdiff1d(np.arange(len(faces)), drop)
+    oriented = orient_outward(vertices, faces[keep])
+    flip = keep[(oriented != faces[keep]).any(axis=1)]
+    return drop, flip, mesh_report(vertices, oriented)
+
+
+def clean_mesh(vertices: np.ndarray, faces: np.ndarray, weld_distance: float = 0.0,
+               plane_distance: float = 0.0) -> CleanMesh:
+    """Weld, drop duplicate faces, drop covered coplanar faces (when `plane_distance` > 0), orient
+    outward; stats say what changed and what is left."""
     vertices, faces = _as_arrays(vertices, faces)
     before = len(faces)
     vertices, faces, merged = weld(vertices, faces, weld_distance)
     collapsed = before - len(faces)
     faces, duplicates = drop_duplicate_faces(faces)
+    covered = covered_faces(vertices, faces, plane_distance)
+    faces = np.delete(faces, covered, axis=0)
+    used, remap = np.unique(faces, return_inverse=True)
+    vertices, faces = vertices[used], remap.reshape(-1, 3).astype(np.int64)
     oriented = orient_outward(vertices, faces)
     flipped = int((oriented != faces).any(axis=1).sum())
     stats = {"welded_vertices": merged, "collapsed_faces": int(collapsed), "duplicate_faces": duplicates,
-             "flipped_faces": flipped, **mesh_report(vertices, oriented)}
+             "covered_faces": len(covered), "flipped_faces": flipped, **mesh_report(vertices, oriented)}
     return CleanMesh(vertices, oriented, stats)

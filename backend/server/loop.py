@@ -163,9 +163,9 @@ class Server:
                             P.INTERRUPTED, f"the backend received {self._interrupted} and shut down; the "
                             f"{event.stats.get('faces', 0)} faces sent so far are valid", request.id, fatal=True))
                     else:
-                        flip, report = outward_flips(np.concatenate(vertices), np.concatenate(faces))
-                        self._finish(P.encode_event("done", id=request.id, stats={**event.stats, **report},
-                                                    flip=flip))
+                        edits = finish_edits(request.points, np.concatenate(vertices), np.concatenate(faces))
+                        self._finish(P.encode_event("done", id=request.id, stats={**event.stats, **edits["stats"]},
+                                                    drop=edits["drop"], flip=edits["flip"]))
                     return
             self._finish(P.error_event(P.GENERATION_FAILED, "generation ended without a done event", request.id))
         except Exception as exc:  # any failure becomes an error event; the server keeps serving
@@ -184,17 +184,16 @@ class Server:
         return GenerateOptions(**fields)
 
 
-def outward_flips(vertices: np.ndarray, faces: np.ndarray) -> tuple[list[int], dict[str, int]]:
-    """The faces (indices in the order they were sent) whose winding `orient_outward` reverses,
-    and `mesh_report` of the oriented mesh: what `specmesh generate` writes, for the add-on to
-    apply to the streamed mesh so that Blender and the CLI agree."""
-    from backend.mesh.cleanup import mesh_report, orient_outward
+def finish_edits(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> dict[str, Any]:
+    """What `specmesh generate` does to the mesh before writing it, as edits of the streamed faces
+    (indices in the order they were sent): `drop` (covered by coplanar faces) and `flip` (reverse
+    the winding for outward orientation), and `stats`: `mesh_report` of the result. The add-on
+    applies them so that Blender and the CLI end with the same faces."""
+    from backend.commands.generate import quantization_step
+    from backend.mesh.cleanup import outward_edits
 
-    if len(faces) == 0:
-        return [], mesh_report(vertices, faces)
-    oriented = orient_outward(vertices, faces)
-    flip = np.flatnonzero((oriented != faces).any(axis=1))
-    return flip.tolist(), mesh_report(vertices, oriented)
+    drop, flip, report = outward_edits(vertices, faces, plane_distance=0.25 * quantization_step(points))
+    return {"drop": drop.tolist(), "flip": flip.tolist(), "stats": report}
 
 
 def _progress(event: Any) -> dict[str, Any]:
