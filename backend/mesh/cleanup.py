@@ -246,14 +246,59 @@ def _plane_groups(vertices: np.ndarray, faces: np.ndarray, distance: float) -> l
     return [g for g in np.split(order, np.flatnonzero(np.diff(group.ravel()[order])) + 1) if len(g) > 1]
 
 
+def _area(polygon: list[tuple[float, float]]) -> float:
+    """Signed area of a 2D polygon (positive counter-clockwise)."""
+    return 0.5 * sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(polygon, polygon[1:] + polygon[:1]))
+
+
+def _clip(polygon: list[tuple[float, float]], a, b, left: bool) -> list[tuple[float, float]]:
+    """The part of a convex polygon on one side of the line a -> b (Sutherland-Hodgman)."""
+    def side(p):
+        value = (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
+        return value if left else -value
+
+    out = []
+    for p, q in zip(polygon, polygon[1:] + polygon[:1]):
+        sp, sq = side(p), side(q)
+        if sp >= 0:
+            out.append(p)
+        if (sp >= 0) != (sq >= 0):
+            t = sp / (sp - sq)
+            out.append((p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])))
+    return out if len(out) >= 3 else []
+
+
+def _minus(polygon: list[tuple[float, float]], triangle: list[tuple[float, float]]) -> list[list]:
+    """A convex polygon minus a counter-clockwise triangle, as convex pieces."""
+    pieces, rest = [], polygon
+    for a, b in zip(triangle, triangle[1:] + triangle[:1]):
+        outside = _clip(rest, a, b, left=False)
+        if outside:
+            pieces.append(outside)
+        rest = _clip(rest, a, b, left=True)
+        if not rest:
+            break
+    return pieces
+
+
+def _is_covered(target: list[tuple[float, float]], others: list[list[tuple[float, float]]]) -> bool:
+    """Is the triangle `target` covered by the union of `others` (all counter-clockwise), up to a
+    thousandth of its area? Exact polygon clipping of convex pieces; no geometry library."""
+    whole = _area(target)
+    pieces = [target]
+    for other in others:
+        pieces = [q for p in pieces for q in _minus(p, other) if _area(q) > 1e-9 * whole]
+        if not pieces:
+            return True
+    return sum(_area(p) for p in pieces) <= 1e-3 * whole
+
+
 def covered_faces(vertices: np.ndarray, faces: np.ndarray, plane_distance: float) -> np.ndarray:
     """Indices of faces that lie in one plane with others and are entirely covered by them (the
     model drew that part of the surface twice, or more: overlapping coplanar triangles flicker in
     a viewport and cannot be joined into quads). Smallest first, a face is dropped only if the
     faces of its plane still kept cover it, so the surface covered stays exactly the same; faces
     of closed patches (`closed_faces`) are never dropped, so no closed part is opened."""
-    import manifold3d
-
     vertices, faces = _as_arrays(vertices, faces)
     if len(faces) < 2 or plane_distance <= 0:
         return np.zeros(0, np.int64)
@@ -272,18 +317,13 @@ def covered_faces(vertices: np.ndarray, faces: np.ndarray, plane_distance: float
         shapes = {}
         for i in group.tolist():
             corners = [(float(p @ u), float(p @ v)) for p in tri[i]]
-            if np.cross(np.subtract(corners[1], corners[0]), np.subtract(corners[2], corners[0])) < 0:
-                corners.reverse()  # counter-clockwise in the plane's frame, whatever the winding
-            shapes[i] = manifold3d.CrossSection([corners])
+            shapes[i] = corners if _area(corners) > 0 else corners[::-1]  # counter-clockwise in the plane
         kept = set(shapes)
         for i in sorted(shapes, key=lambda i: (area[i], i)):
             if protected[i]:
                 continue
-            others = [shapes[j] for j in kept if j != i]
-            if not others:
-                continue
-            union = manifold3d.CrossSection.batch_boolean(others, manifold3d.OpType.Add)
-            if (shapes[i] - union).area() <= 1e-3 * area[i]:
+            others = [shapes[j] for j in sorted(kept) if j != i]
+            if others and _is_covered(shapes[i], others):
                 kept.discard(i)
                 dropped.append(i)
     return np.sort(np.asarray(dropped, np.int64))
