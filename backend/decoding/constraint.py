@@ -14,8 +14,9 @@ masks of every decoder (AR, speculative drafts and verification alike):
   no candidate can start another face.
 
 Rules that would leave no token fall back, in order, to any candidate vertex and then to the
-grammar's own mask, so decoding never stalls on the constraint. The pipeline reports each
-accepted face through `add_face`, which drives coverage and duplicate avoidance.
+grammar's own mask, so decoding never stalls on the constraint. The pipeline hands every
+decoded face to `admit`, which keeps it only if it obeys the rules given the faces kept so far
+(a speculative pass accepts several faces at once) and drives coverage and duplicate avoidance.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from backend.mesh.sample import sample_surface
 from backend.tokenizer.grammar import GrammarState, Kind
 from backend.tokenizer.vocab import AXIS_PERMUTATION, EOS, OFFSET_START, PATCH_START, VOCAB_SIZE, block_of, offset_of
 
-COVERAGE = 0.95       # fraction of the input's surface samples a mesh must cover before EOS
+COVERAGE = 0.99       # fraction of the input's surface samples a mesh must cover before EOS
 OVERLAP = 0.3         # largest covered fraction of a new face's interior samples
 TOLERANCE = 0.03      # distance to the surface (normalized frame, longest side 1.9) that counts as on it
 SURFACE_SAMPLES = 20000
@@ -145,18 +146,29 @@ class InputConstraint:
         return ok
 
     # -- what the pipeline reports ------------------------------------------------------------
-    def add_face(self, cells: np.ndarray) -> None:
-        """An accepted face, as quantized xyz corners (3, 3)."""
-        self.version += 1
+    def admit(self, cells: np.ndarray) -> bool:
+        """A decoded face, as quantized xyz corners (3, 3): keep it (and account for it) only if
+        it obeys the rules given the faces kept before it. The masks guarantee that for a face
+        decoded alone; a speculative pass accepts several faces drafted before any of them was
+        kept, and a fallback may have had to break a rule."""
         corners = np.asarray(cells, np.int64).reshape(3, 3)
         ids = [self.index.get((int(block_of(c[list(AXIS_PERMUTATION)])),
                                int(OFFSET_START + offset_of(c[list(AXIS_PERMUTATION)])))) for c in corners]
-        if None not in ids:
-            self.faces.add(frozenset(ids))
-            for i in range(3):
-                for j in range(3):
-                    if i != j:
-                        self._made.setdefault((ids[i], ids[j]), set()).add(ids[3 - i - j])
+        if None in ids or frozenset(ids) in self.faces:
+            return False
+        on_surface, voxels = self._on_surface(triangle_samples(dequantize(corners)[None]))
+        if not on_surface[0] or self._voxel_covered[voxels[0, _INTERIOR]].mean() > OVERLAP:
+            return False
+        self._add_face(corners, ids)
+        return True
+
+    def _add_face(self, corners: np.ndarray, ids: list[int]) -> None:
+        self.version += 1
+        self.faces.add(frozenset(ids))
+        for i in range(3):
+            for j in range(3):
+                if i != j:
+                    self._made.setdefault((ids[i], ids[j]), set()).add(ids[3 - i - j])
         triangle = dequantize(corners)
         centre = triangle.mean(axis=0)
         reach = float(np.linalg.norm(triangle - centre, axis=1).max()) + self.tolerance

@@ -194,9 +194,8 @@ class Generator:
                 tokens.append(token)
                 corners += detok.push(token)
             corners = corners[:options.max_faces - assembler.num_faces]
-            if constraint is not None:
-                for face in corners:
-                    constraint.add_face(face)
+            if constraint is not None:  # faces that break its rules are left out
+                corners = [face for face in corners if constraint.admit(face)]
             event = assembler.add(corners)
             now = time.perf_counter()
             if event is not None:
