@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -150,6 +151,8 @@ def test_ctrl_c_in_the_addon_terminal_cancels_and_keeps_the_backend(long_model_d
     # The "add-on" leads its own process group, as Blender does in a terminal; Ctrl+C is SIGINT to that group.
     addon = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, start_new_session=True)
+    guard = threading.Timer(180, os.killpg, (addon.pid, signal.SIGKILL))  # a hang fails, never blocks the suite
+    guard.start()
     try:
         first = addon.stdout.readline().split()
         assert first[0] == "faces", addon.stderr.read()
@@ -157,6 +160,7 @@ def test_ctrl_c_in_the_addon_terminal_cancels_and_keeps_the_backend(long_model_d
         os.killpg(addon.pid, signal.SIGINT)
         out, err = addon.communicate(timeout=60)
     finally:
+        guard.cancel()
         if addon.poll() is None:
             os.killpg(addon.pid, signal.SIGKILL)
     lines = [line.split() for line in out.splitlines() if not line.startswith("faces")]
@@ -343,14 +347,14 @@ def _malformed_lines(count: int, seed: int = 0) -> list[bytes]:
 
 
 def test_fuzz_a_thousand_malformed_lines_never_kill_the_server(long_model_dir: Path) -> None:
-    import threading
-
     import psutil
 
     lines = _malformed_lines(1200)
     lines.append(b"x" * (P.MAX_LINE_BYTES + 100) + b"\n")  # one over-long line
     proc = subprocess.Popen(serve_argv(long_model_dir), env=serve_env(), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    guard = threading.Timer(180, proc.kill)  # a hung server fails the test instead of blocking the suite
+    guard.start()
     try:
         assert json.loads(proc.stdout.readline())["event"] == "ready"
         rss_before = psutil.Process(proc.pid).memory_info().rss
@@ -380,6 +384,7 @@ def test_fuzz_a_thousand_malformed_lines_never_kill_the_server(long_model_dir: P
         proc.stdin.flush()
         assert proc.wait(30) == 0
     finally:
+        guard.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
