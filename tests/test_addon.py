@@ -102,6 +102,40 @@ def test_cancel_keeps_the_partial_mesh(addon, monkey) -> None:
     assert session.client.alive  # kept warm for the next one
 
 
+def test_a_stopped_backend_never_freezes_the_ui(addon, monkey) -> None:
+    """What froze Blender for more than 15 s: the warm backend is stopped (SIGSTOP) and the user
+    clicks Generate, whose ~270 KB request cannot fit in the pipe. Starting the generation and
+    every tick stay short, and the session ends with a clear message."""
+    _settings(max_faces=3)
+    warm = addon.operators.start_generation(bpy.context, monkey)
+    _tick_until(warm, lambda: warm.finished)
+    addon.operators.finish_generation(warm)
+    client, pid = warm.client, warm.client.pid
+    saved = client.stall_timeout, client.write_timeout
+    client.stall_timeout, client.write_timeout = 600.0, 1.0
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        _settings(max_faces=20000)
+        started = time.monotonic()
+        t = time.perf_counter()
+        session = addon.operators.start_generation(bpy.context, monkey)  # samples, sends: must not block
+        slowest = time.perf_counter() - t
+        while not session.finished:
+            assert time.monotonic() - started < 20, session.message
+            t = time.perf_counter()
+            session.tick(budget_s=0.004)  # what the modal timer does, 20 times a second
+            slowest = max(slowest, time.perf_counter() - t)
+            time.sleep(0.05)
+        ended = time.monotonic() - started
+    finally:
+        client.stall_timeout, client.write_timeout = saved
+    addon.operators.finish_generation(session)
+    assert session.state is addon.session.State.FAILED and "stopped reading its input" in session.message
+    assert slowest < 0.5 and process_gone(pid) and not backend_children()
+    print(f"\n[reliability] add-on, Generate on a stopped backend: slowest UI call {slowest * 1000:.0f} ms, "
+          f"the session failed clearly after {ended:.1f} s (write timeout 1 s)")
+
+
 def test_killed_backend_is_a_clear_error_and_leaves_no_process(addon, monkey) -> None:
     _settings(max_faces=20000)
     session = addon.operators.start_generation(bpy.context, monkey)
