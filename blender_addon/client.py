@@ -59,6 +59,9 @@ class _Process:
         self.outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=OUTBOX_LINES)
         self.writing_since: float | None = None  # monotonic time the current write started
         self.write_failed = False
+        # Monotonic time the reader saw `ready`: before it the backend is loading and does not read
+        # its input yet, so a blocked write is not a hang then (the startup timeout applies).
+        self.ready_at: float | None = None
 
     @property
     def pid(self) -> int:
@@ -264,13 +267,15 @@ class BackendClient:
         with self._lock:
             if proc is not self._proc or proc.popen.poll() is not None:
                 return
-            since = proc.writing_since
-            if since is not None and time.monotonic() - since > self.write_timeout:
-                self._not_reading(proc, f"a request waited {time.monotonic() - since:.0f} s to be read")
-                return
+            since, ready_at = proc.writing_since, proc.ready_at
+            if since is not None and ready_at is not None:
+                waited = time.monotonic() - max(since, ready_at)
+                if waited > self.write_timeout:
+                    self._not_reading(proc, f"a request waited {waited:.0f} s to be read")
+                    return
             if self._waiting_for is None:
                 return
-            limit = self.startup_timeout if self.ready_info is None else self.stall_timeout
+            limit = self.startup_timeout if ready_at is None else self.stall_timeout
             silent = time.monotonic() - self._last_heard
             if silent > limit:
                 request_id = self._waiting_for
@@ -337,6 +342,8 @@ class BackendClient:
                 event = json.loads(raw)
                 if not isinstance(event, dict) or not isinstance(event.get("event"), str):
                     raise ValueError("not an event object")
+                if event["event"] == "ready" and proc.ready_at is None:
+                    proc.ready_at = time.monotonic()
             except (ValueError, RecursionError):
                 event = _error(BACKEND_UNREADABLE, f"The backend wrote a line that is not a protocol event: "
                                                    f"{raw[:120]!r}")

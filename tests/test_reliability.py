@@ -249,6 +249,29 @@ def test_a_python_without_safe_path_is_named(tmp_path: Path) -> None:
     assert error["code"] == client_module.BACKEND_EXITED and "older than 3.11" in error["message"]
 
 
+def test_a_slow_start_is_not_mistaken_for_a_backend_that_stopped_reading(tmp_path: Path) -> None:
+    # Loading torch and the model can take a while, and the backend reads no request meanwhile:
+    # a 270 KB request waits in a full pipe, which is no hang before `ready`.
+    slow = tmp_path / "slow.py"
+    slow.write_text(textwrap.dedent("""
+        import json, sys, time
+        time.sleep(2.5)
+        print(json.dumps({"event": "ready", "protocol": 1}), flush=True)
+        request = json.loads(sys.stdin.readline())
+        print(json.dumps({"event": "done", "id": request["id"], "stats": {}}), flush=True)
+        sys.stdin.read()
+    """))
+    c = client_module.BackendClient([sys.executable, str(slow)], tmp_path / "log", write_timeout=1.0)
+    try:
+        request = generate_request("g")
+        request["points"] = request["points"] * 8  # ~270 KB, as the add-on sends: more than a pipe holds
+        c.send(request)
+        events = wait_for(c, lambda e: e["event"] in ("done", "error"), timeout=30)
+    finally:
+        c.shutdown()
+    assert [e["event"] for e in events] == ["ready", "done"], events
+
+
 def test_an_endless_line_from_the_backend_is_read_in_bounded_memory(tmp_path: Path) -> None:
     fake = tmp_path / "fake.py"
     fake.write_text(textwrap.dedent("""
