@@ -324,12 +324,19 @@ def _malformed_lines(count: int, seed: int = 0) -> list[bytes]:
 
     rng = random.Random(seed)
     points = [[rng.uniform(-1, 1) for _ in range(3)] for _ in range(16)]
-    valid = {"op": "generate", "id": "g", "points": points, "normals": points, "max_faces": 5}
+    valid = {"op": "generate", "id": "g", "points": points, "normals": points, "max_faces": 5,
+             "mesh": {"vertices": points, "faces": [[0, 1, 2], [1, 2, 3]]}}
     bad_values = ["NaN", "Infinity", "-Infinity", "1e400", "-1", str(10**30), '"x"', "[]", "{}", "null", "true",
                   "[[1,2]]", '[["a","b","c"]]', "[[true,false,true]]", "[" * 5000 + "]" * 5000, '"' + "i" * 70 + '"',
                   "[[1,2,3]]", "3.5", '"\\ud800"']
     fields = ["op", "id", "points", "normals", "delta", "heads", "max_faces", "seed", "mode", "verify", "temperature",
-              "top_k", "top_p", "greedy", "protocol", "bogus"]
+              "top_k", "top_p", "greedy", "protocol", "mesh", "snap", "bogus"]
+    tri = '[[0, 1, 2]]'
+    bad_values += ['{"vertices": %s, "faces": %s}' % (json.dumps(points), faces) for faces in (
+        "[[0, 1, 99]]", "[[0, 1, -1]]", f"[[0, 1, {10**30}]]", f"[[0, 1, {-10**30}]]", '[[0, 1, "2"]]', "[[0, 1]]",
+        "[]", "[[0.5, 1, 2]]", "[[true, 1, 2]]")]
+    bad_values += ['{"vertices": [[0, 0]], "faces": %s}' % tri, '{"vertices": [], "faces": %s}' % tri,
+                   '{"faces": %s}' % tri, '{"vertices": [[0, 0, 1e400]], "faces": %s}' % tri]
     text = json.dumps(valid)
     lines: list[bytes] = []
     while len(lines) < count:

@@ -94,6 +94,11 @@ class Server:
         except P.ProtocolError as exc:
             self.emit(P.error_event(exc.code, str(exc), exc.request_id))
             return True
+        except Exception as exc:  # a validation bug must cost one request, never the server
+            traceback.print_exc(file=sys.stderr)
+            self.emit(P.error_event(P.INVALID_REQUEST, f"the request could not be read ({type(exc).__name__}: "
+                                                       f"{str(exc)[:200]})"))
+            return True
         if isinstance(request, P.Shutdown):
             return False
         if isinstance(request, P.Ping):

@@ -186,7 +186,10 @@ def _mesh(value: Any) -> tuple[np.ndarray, np.ndarray]:
     if not all(isinstance(f, list) and len(f) == 3 and all(type(i) is int for i in f) for f in faces):
         raise ProtocolError(INVALID_SHAPE, "every row of 'mesh.faces' must be three vertex indices")
     array = _vectors({"mesh.vertices": vertices}, "mesh.vertices", minimum=3, maximum=MAX_MESH_VERTICES)
-    triangles = np.asarray(faces, dtype=np.int64)
+    try:
+        triangles = np.asarray(faces, dtype=np.int64)
+    except OverflowError:  # an index beyond int64
+        raise ProtocolError(INVALID_FIELD, "'mesh.faces' holds an index beyond any vertex") from None
     if triangles.min() < 0 or triangles.max() >= len(array):
         raise ProtocolError(INVALID_FIELD, f"'mesh.faces' indices must be in 0..{len(array) - 1}")
     return array.astype(np.float64), triangles
