@@ -32,3 +32,21 @@ def test_main_command_uses_a_bundled_example_and_the_shipped_model():
     assert (REPO_ROOT / words[2]).is_file()
     assert (REPO_ROOT / "models" / "default" / "config.json").is_file()
     assert (REPO_ROOT / "models" / "default" / "model.safetensors").is_file()
+
+
+def test_usage_block_lists_every_option_of_the_user_verbs():
+    """The README's command-line block names every option of generate, serve, tokenize, eval and
+    bench (train and distill point to --help for their many)."""
+    from backend.cli import build_parser
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    block = readme.split("### Command line", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    missing = []
+    for verb in ("generate", "serve", "tokenize", "eval", "bench"):
+        parser = build_parser([verb])
+        sub = next(a for a in parser._actions if a.dest == "verb").choices[verb]
+        for action in sub._actions:
+            names = [o for o in action.option_strings if o not in ("-h", "--help")]
+            if names and not any(re.search(rf"{re.escape(n)}\b", block) for n in names):
+                missing.append(f"{verb} {names[0]}")
+    assert not missing, f"README usage block lacks: {missing}"
