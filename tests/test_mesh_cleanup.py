@@ -256,3 +256,21 @@ def test_coverage_agrees_with_sampling(seed, n):
             pieces = [q for p in pieces for q in _minus(p, o)]
         if sum(_area(p) for p in pieces) > 0.1 * _area(target):
             assert not all(hits)
+
+
+def test_coverage_ignores_zero_area_faces_and_stays_fast_on_a_crowded_plane():
+    import time
+    import warnings
+
+    from backend.mesh.cleanup import covered_faces
+
+    rng = np.random.default_rng(0)
+    vertices = np.column_stack([rng.integers(0, 30, size=(600, 2)).astype(float), np.zeros(600)])
+    vertices[:3] = [[0, 0, 0], [1, 0, 0], [2, 0, 0]]  # face 0 is a zero-area sliver
+    faces = np.arange(600).reshape(-1, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        started = time.process_time()
+        dropped = covered_faces(vertices, faces, plane_distance=1e-3)
+        assert time.process_time() - started < 10.0  # 200 overlapping triangles in one plane
+    assert 0 not in dropped.tolist() and len(dropped) > 100

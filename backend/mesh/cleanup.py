@@ -242,8 +242,10 @@ def _plane_groups(vertices: np.ndarray, faces: np.ndarray, distance: float) -> l
     unit = unit * np.where(sign == 0, 1.0, sign)[:, None] + 0.0  # + 0.0: no negative zeros in keys
     offset = np.round(np.einsum("ij,ij->i", unit, tri[:, 0]) / distance)
     _, group = np.unique(np.column_stack([unit, offset]), axis=0, return_inverse=True)
-    order = np.argsort(group.ravel(), kind="stable")
-    return [g for g in np.split(order, np.flatnonzero(np.diff(group.ravel()[order])) + 1) if len(g) > 1]
+    group = np.where(length.ravel() > 0, group.ravel(), -1)  # a zero-area face lies in no plane
+    order = np.argsort(group, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(group[order])) + 1)
+    return [g for g in groups if len(g) > 1 and group[g[0]] >= 0]
 
 
 def _area(polygon: list[tuple[float, float]]) -> float:
@@ -281,15 +283,27 @@ def _minus(polygon: list[tuple[float, float]], triangle: list[tuple[float, float
     return pieces
 
 
+# `_is_covered` gives up (answers "not covered", which keeps the face) past this many pieces.
+MAX_PIECES = 64
+
+
 def _is_covered(target: list[tuple[float, float]], others: list[list[tuple[float, float]]]) -> bool:
     """Is the triangle `target` covered by the union of `others` (all counter-clockwise), up to a
-    thousandth of its area? Exact polygon clipping of convex pieces; no geometry library."""
+    thousandth of its area? Exact polygon clipping of convex pieces; no geometry library. Only
+    triangles whose box meets the target's are used; an uncovered rest that splits into more than
+    MAX_PIECES pieces counts as not covered."""
     whole = _area(target)
+    xs, ys = [p[0] for p in target], [p[1] for p in target]
     pieces = [target]
     for other in others:
+        if (max(p[0] for p in other) <= min(xs) or min(p[0] for p in other) >= max(xs)
+                or max(p[1] for p in other) <= min(ys) or min(p[1] for p in other) >= max(ys)):
+            continue
         pieces = [q for p in pieces for q in _minus(p, other) if _area(q) > 1e-9 * whole]
         if not pieces:
             return True
+        if len(pieces) > MAX_PIECES:
+            return False
     return sum(_area(p) for p in pieces) <= 1e-3 * whole
 
 
