@@ -365,7 +365,8 @@ def _malformed_lines(count: int, seed: int = 0) -> list[bytes]:
         elif kind == 6:  # invalid UTF-8 inside a string
             line = text.replace('"g"', '"\xff\xfe"').encode("latin-1")
         else:  # a huge number of tiny rows (refused before parsing)
-            line = b'{"op":"generate","id":"t","points":[' + b"[0,0,0]," * 200_000 + b'[0,0,0]],"normals":[]}'
+            rows = P._MAX_BRACKETS + 1000  # just past what a request may hold
+            line = b'{"op":"generate","id":"t","points":[' + b"[0,0,0]," * rows + b'[0,0,0]],"normals":[]}'
         line = line.replace(b"\n", b" ").replace(b"\r", b" ")
         if not line.strip():
             continue
