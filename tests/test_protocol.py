@@ -159,3 +159,23 @@ def test_an_old_client_gets_a_clear_error() -> None:
     with pytest.raises(P.ProtocolError, match="update the SpecMesh add-on") as info:
         P.parse_request('{"op": "ping", "protocol": 1}')
     assert info.value.code == P.UNSUPPORTED_PROTOCOL
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(min_value=-10**30, max_value=10**30) | st.floats()
+                     | st.text(max_size=5), lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=st.dictionaries(st.sampled_from(["op", "id", "points", "normals", "mesh", "delta", "heads", "seed",
+                                               "max_faces", "temperature", "top_k", "top_p", "greedy", "snap",
+                                               "mode", "verify", "protocol"]), _json, max_size=6),
+       mesh=st.fixed_dictionaries({"vertices": _json, "faces": st.lists(st.lists(st.integers(-10**30, 10**30),
+                                                                              min_size=3, max_size=3), max_size=3)}))
+def test_any_json_request_is_accepted_or_refused_with_a_protocol_error(fields, mesh) -> None:
+    rows = [[0.1 * i, 0.2 * (i % 3), 0.3 * (i % 5)] for i in range(16)]
+    request = {"op": "generate", "id": "x", "points": rows, "normals": rows, "mesh": mesh, **fields}
+    try:
+        P.parse_request(json.dumps(request))
+    except P.ProtocolError:
+        pass
