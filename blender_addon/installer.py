@@ -230,12 +230,13 @@ class Installer:
                 self._say(log, f"cannot run {step.argv[0]}: {exc}")
                 return 127
         seen = 0
-        for line in self._proc.stdout:
-            self._say(log, line.rstrip())
-            seen += 1
-            # Within a step, creep towards its end without reaching it: pip's length is unknown.
-            within = seen / (seen + EXPECTED_LINES_PER_STEP)
-            self.fraction = (index + within) / len(self.steps)
+        with self._proc.stdout:
+            for line in self._proc.stdout:
+                self._say(log, line.rstrip())
+                seen += 1
+                # Within a step, creep towards its end without reaching it: pip's length is unknown.
+                within = seen / (seen + EXPECTED_LINES_PER_STEP)
+                self.fraction = (index + within) / len(self.steps)
         code = self._proc.wait()
         self.fraction = (index + 1) / len(self.steps)
         return code

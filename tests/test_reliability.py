@@ -419,5 +419,10 @@ def test_fuzz_a_thousand_malformed_lines_never_kill_the_server(long_model_dir: P
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            try:
+                pipe.close()
+            except OSError:  # stdin: the server may be gone with bytes still buffered
+                pass
     figure(f"{len(lines)} malformed protocol lines: {errors} error events, 0 server deaths, {seconds:.1f} s, "
            f"server memory {rss_before / 2**20:.0f} -> {rss_after / 2**20:.0f} MiB; codes {dict(sorted(codes.items()))}")
