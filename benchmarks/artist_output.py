@@ -6,7 +6,8 @@ quads, raw (as the model wrote it) and after the clean-up `generate` applies.
 For each of the first COUNT items of the procedural test split (never trained on): generate with
 the Quick start's settings, then report for the raw and the cleaned mesh `mesh_report`'s figures
 (pieces, boundary edges, flipped edges, closed patches, inward patches) and, with quads joined,
-the share of faces that are quads (and, for comparison, of the input's own triangles joined the
+the share of the surface facing the way the source does ("outward_area", mean over outputs:
+raw, cleaned without and with the input's normals), the share of faces that are quads (and, for comparison, of the input's own triangles joined the
 same way). "Box-like" outputs are those whose faces are at least 80 %
 (by area) within 10 degrees of an axis direction. Also counts what welding neighbouring grid
 points (one step apart) would do, which `generate` does not do."""
@@ -38,6 +39,20 @@ def axis_aligned_share(vertices: np.ndarray, faces: np.ndarray, degrees: float =
     return float(area[aligned].sum() / area.sum()) if area.sum() > 0 else 0.0
 
 
+def outward_share(vertices: np.ndarray, faces: np.ndarray, source) -> float:
+    """Share of the surface (by area) whose faces point the way the nearest face of the (outward,
+    watertight) source points."""
+    import trimesh
+
+    tri = vertices[faces]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    area = np.linalg.norm(normal, axis=1)
+    reference = trimesh.Trimesh(source.vertices, source.faces, process=True)
+    _, _, nearest = trimesh.proximity.closest_point(reference, tri.mean(axis=1))
+    agree = np.einsum("ij,ij->i", normal, reference.face_normals[nearest]) > 0
+    return float(area[agree].sum() / area.sum()) if area.sum() > 0 else 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20)
@@ -51,13 +66,17 @@ def main() -> None:
     for case in procedural_cases(args.count):
         cloud = from_mesh(case.mesh, seed=args.seed)
         started = time.perf_counter()
-        result = generate(generator, cloud.points, cloud.normals, GenerateOptions(seed=args.seed))
+        result = generate(generator, cloud.points, cloud.normals, GenerateOptions(seed=args.seed),
+                          mesh=cloud.source_mesh)  # as `specmesh generate` does with a mesh input
         seconds = time.perf_counter() - started
         if len(result.faces) == 0:
             rows.append({"case": case.name, "faces": 0})
             continue
         step = quantization_step(cloud.points)
-        cleaned = clean_mesh(result.vertices, result.faces, weld_distance=0.5 * step, plane_distance=0.25 * step)
+        cleaned = clean_mesh(result.vertices, result.faces, weld_distance=0.5 * step, plane_distance=0.25 * step,
+                             points=cloud.points, normals=cloud.normals)
+        centre_only = clean_mesh(result.vertices, result.faces, weld_distance=0.5 * step,
+                                 plane_distance=0.25 * step)
         quads = join_triangles(cleaned.vertices, cleaned.faces)
         neighbours = weld(result.vertices, result.faces, 1.01 * step)
         source = clean_mesh(case.mesh.vertices, case.mesh.faces, weld_distance=1e-9)
@@ -72,6 +91,9 @@ def main() -> None:
                                                     "covered_faces")},
             "quads": len(quads.quads), "triangles": len(quads.triangles), "quad_fraction": quads.quad_fraction,
             "axis_aligned": axis_aligned_share(cleaned.vertices, cleaned.faces),
+            "outward_area": outward_share(cleaned.vertices, cleaned.faces, case.mesh),
+            "outward_area_raw": outward_share(result.vertices, result.faces, case.mesh),
+            "outward_area_without_input_normals": outward_share(centre_only.vertices, centre_only.faces, case.mesh),
             "input": {"faces": len(case.mesh.faces), "quad_fraction": source_quads.quad_fraction,
                       "quads": len(source_quads.quads), "triangles": len(source_quads.triangles),
                       "axis_aligned": axis_aligned_share(source.vertices, source.faces)},
@@ -104,6 +126,10 @@ def main() -> None:
                                                  "covered_faces")},
         "raw_faces": int(sum(r["faces"] for r in made)),
         "raw_nonmanifold_edges": total("raw", "nonmanifold_edges"),
+        "outward_area": float(np.mean([r["outward_area"] for r in made])),
+        "outward_area_raw": float(np.mean([r["outward_area_raw"] for r in made])),
+        "outward_area_without_input_normals": float(np.mean([r["outward_area_without_input_normals"]
+                                                             for r in made])),
         "quad_fraction_all": share(made), "box_like_outputs": len(box_like), "quad_fraction_box_like": share(box_like),
         "median_quad_fraction_box_like": float(np.median([r["quad_fraction"] for r in box_like])) if box_like else None,
         "input_quad_fraction_box_like": share([r["input"] for r in made if r["input"]["axis_aligned"] >= 0.8]),

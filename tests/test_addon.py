@@ -424,7 +424,9 @@ def test_generation_ends_as_the_cli_writes_it_with_quads(addon, monkey, tmp_path
     import trimesh
 
     path = tmp_path / "cli.obj"
-    write_artist_mesh(path, session._vertices, session._faces, step=2 * session._weld_distance, quads=False)
+    points, normals, _ = addon.pointcloud.object_point_cloud(monkey, bpy.context.evaluated_depsgraph_get(), seed=3)
+    write_artist_mesh(path, session._vertices, session._faces, step=2 * session._weld_distance, quads=False,
+                      points=np.round(points.astype(np.float64), 6), normals=np.round(normals.astype(np.float64), 5))
     cli = trimesh.load(path, process=False)
     blender_vertices = np.array([v.co[:] for v in output.data.vertices])
     assert _face_keys(blender_vertices, [p.vertices[:] for p in output.data.polygons]) == _face_keys(

@@ -274,3 +274,22 @@ def test_coverage_ignores_zero_area_faces_and_stays_fast_on_a_crowded_plane():
         dropped = covered_faces(vertices, faces, plane_distance=1e-3)
         assert time.process_time() - started < 10.0  # 200 overlapping triangles in one plane
     assert 0 not in dropped.tolist() and len(dropped) > 100
+
+
+def test_open_patches_follow_the_input_normals_when_given():
+    """Two open pieces: a box without its top, and a lone square far off to one side facing
+    -x. Without the input, the square faces away from the mesh's centre (+x side: wrong); with
+    the input's points and normals it faces where the input surface faces."""
+    vertices, faces = _unit_box()
+    cup = faces[[i for i, f in enumerate(faces) if not np.allclose(vertices[f][:, 2], 1.0)]]
+    square = np.array([[5, 0, 0], [5, 1, 0], [5, 1, 1], [5, 0, 1]], float)
+    vertices = np.concatenate([vertices, square])
+    faces = scramble(np.concatenate([cup, [(8, 9, 10), (8, 10, 11)]]), 4)
+    points = np.array([[5, 0.5, 0.5], [0.5, 0.5, 0.0], [0.0, 0.5, 0.5]])
+    normals = np.array([[-1, 0, 0], [0, 0, -1], [-1, 0, 0]], float)  # the square faces -x here
+    square_normal = lambda f: face_normals(vertices, f)[-1] / np.linalg.norm(face_normals(vertices, f)[-1])
+    assert square_normal(orient_outward(vertices, faces))[0] > 0.99
+    oriented = orient_outward(vertices, faces, points, normals)
+    assert square_normal(oriented)[0] < -0.99
+    cup_normals = face_normals(vertices, oriented[:-2])
+    assert (np.einsum("ij,ij->i", cup_normals, vertices[oriented[:-2]].mean(axis=1) - 0.5) > 0).all()

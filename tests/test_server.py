@@ -82,8 +82,9 @@ def test_generate_streams_faces_then_done(generator) -> None:
     from backend.commands.generate import quantization_step
     from backend.mesh.cleanup import mesh_report, outward_edits
 
-    points = np.asarray(generate_request("g1")["points"])
-    drop, flip, report = outward_edits(vertices, faces, 0.25 * quantization_step(points))
+    request = generate_request("g1")
+    points, normals = np.asarray(request["points"]), np.asarray(request["normals"])
+    drop, flip, report = outward_edits(vertices, faces, 0.25 * quantization_step(points), points, normals)
     assert done["drop"] == drop.tolist() and done["flip"] == flip.tolist()
     assert report["flipped_edges"] == 0 and {k: done["stats"][k] for k in report} == report
     oriented = faces.copy()

@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         write_mesh(result.to_trimesh(), output)
     else:
         stats.update(write_artist_mesh(output, result.vertices, result.faces, quantization_step(cloud.points),
-                                       quads=args.quads))
+                                       quads=args.quads, points=cloud.points, normals=cloud.normals))
     print(_summary(stats, output), file=sys.stderr)
     write_json(args.stats_json, stats)
     return 0
@@ -163,9 +163,10 @@ def quantization_step(points) -> float:
     return 2.0 / LEVELS / Normalization.fit(points).scale
 
 
-def write_artist_mesh(output: Path, vertices, faces, step: float, quads: bool) -> dict:
+def write_artist_mesh(output: Path, vertices, faces, step: float, quads: bool, points=None, normals=None) -> dict:
     """Clean the generated triangles (weld vertices closer than the grid `step`, drop duplicate
-    faces and faces covered by coplanar ones, orient outward), optionally join quads, write the file; -> the clean-up and topology
+    faces and faces covered by coplanar ones, orient outward: open patches by the input's
+    `points` and `normals` when given), optionally join quads, write the file; -> the clean-up and topology
     stats. Distinct grid vertices lie at least one step apart (a few ulps less after the mapping
     back to the caller's frame), so welding at half a step merges exactly the vertices that are
     the same grid point and never two neighbouring ones."""
@@ -175,7 +176,8 @@ def write_artist_mesh(output: Path, vertices, faces, step: float, quads: bool) -
     from backend.mesh.cleanup import clean_mesh
     from backend.mesh.quads import PolyMesh, join_triangles, write_polygons
 
-    cleaned = clean_mesh(vertices, faces, weld_distance=0.5 * step, plane_distance=0.25 * step)
+    cleaned = clean_mesh(vertices, faces, weld_distance=0.5 * step, plane_distance=0.25 * step,
+                         points=points, normals=normals)
     if quads:
         mesh = join_triangles(cleaned.vertices, cleaned.faces)
         with replacing(output) as tmp:

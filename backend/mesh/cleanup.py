@@ -152,21 +152,35 @@ def _centre(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return (tri.mean(axis=1) * area[:, None]).sum(axis=0) / area.sum()
 
 
-def orient_outward(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+def orient_outward(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray | None = None,
+                   normals: np.ndarray | None = None) -> np.ndarray:
     """Faces rewound (corners 1 and 2 swapped where needed), same order and vertices: consistent
     winding across every manifold edge, each patch of faces connected through manifold edges
-    turned to a positive signed volume (outward when closed; away from the mesh's centre when
-    open). Non-manifold edges do not propagate orientation: two boxes sharing an edge are
-    oriented each on its own."""
+    turned as a whole: a closed patch to a positive signed volume (outward); an open patch to
+    agree, area-weighted, with the normals of the nearest input `points` when they are given
+    (the surface the mesh was made from says where out is), else to a positive signed volume
+    from the mesh's centre (away from it). Non-manifold edges do not propagate orientation: two
+    boxes sharing an edge are oriented each on its own."""
     vertices, faces = _as_arrays(vertices, faces)
     if len(faces) == 0:
         return faces.copy()
-    a, b, same = _manifold_pairs(_edges(faces))
+    edges = _edges(faces)
+    a, b, same = _manifold_pairs(edges)
     flip = _consistent_flips(len(faces), a, b, same)
     faces = np.where(flip[:, None], faces[:, [0, 2, 1]], faces)
     count, label = _patches(len(faces), a, b)
-    volume = _signed_volumes(vertices, faces, label, count, _centre(vertices, faces))
-    flip = volume[label] < 0
+    score = _signed_volumes(vertices, faces, label, count, _centre(vertices, faces))
+    if points is not None and normals is not None and len(points):
+        tri = vertices[faces]
+        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length: twice the area
+        _, nearest = cKDTree(np.asarray(points, np.float64)).query(tri.mean(axis=1))
+        reference = np.asarray(normals, np.float64)[nearest]
+        reference /= np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-30)
+        agreement = np.einsum("ij,ij->i", normal, reference)
+        by_normals = np.bincount(label, agreement, minlength=count)
+        open_patch = _open_patches(_edges(faces), count, label)
+        score = np.where(open_patch & (by_normals != 0), by_normals, score)
+    flip = score[label] < 0
     return np.where(flip[:, None], faces[:, [0, 2, 1]], faces)
 
 
@@ -343,7 +357,8 @@ def covered_faces(vertices: np.ndarray, faces: np.ndarray, plane_distance: float
     return np.sort(np.asarray(dropped, np.int64))
 
 
-def outward_edits(vertices: np.ndarray, faces: np.ndarray, plane_distance: float
+def outward_edits(vertices: np.ndarray, faces: np.ndarray, plane_distance: float,
+                  points: np.ndarray | None = None, normals: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray, dict]:
     """For a mesh as the pipeline streams it (no two faces over the same vertices): (faces to
     drop as covered, faces to reverse for outward winding, `mesh_report` of the result), as
@@ -352,15 +367,17 @@ def outward_edits(vertices: np.ndarray, faces: np.ndarray, plane_distance: float
     vertices, faces = _as_arrays(vertices, faces)
     drop = covered_faces(vertices, faces, plane_distance)
     keep = np.setdiff1d(np.arange(len(faces)), drop)
-    oriented = orient_outward(vertices, faces[keep])
+    oriented = orient_outward(vertices, faces[keep], points, normals)
     flip = keep[(oriented != faces[keep]).any(axis=1)]
     return drop, flip, mesh_report(vertices, oriented)
 
 
 def clean_mesh(vertices: np.ndarray, faces: np.ndarray, weld_distance: float = 0.0,
-               plane_distance: float = 0.0) -> CleanMesh:
+               plane_distance: float = 0.0, points: np.ndarray | None = None,
+               normals: np.ndarray | None = None) -> CleanMesh:
     """Weld, drop duplicate faces, drop covered coplanar faces (when `plane_distance` > 0), orient
-    outward; stats say what changed and what is left."""
+    outward (open patches by the input's `points` and `normals` when given); stats say what
+    changed and what is left."""
     vertices, faces = _as_arrays(vertices, faces)
     before = len(faces)
     vertices, faces, merged = weld(vertices, faces, weld_distance)
@@ -370,7 +387,7 @@ def clean_mesh(vertices: np.ndarray, faces: np.ndarray, weld_distance: float = 0
     faces = np.delete(faces, covered, axis=0)
     used, remap = np.unique(faces, return_inverse=True)
     vertices, faces = vertices[used], remap.reshape(-1, 3).astype(np.int64)
-    oriented = orient_outward(vertices, faces)
+    oriented = orient_outward(vertices, faces, points, normals)
     flipped = int((oriented != faces).any(axis=1).sum())
     stats = {"welded_vertices": merged, "collapsed_faces": int(collapsed), "duplicate_faces": duplicates,
              "covered_faces": len(covered), "flipped_faces": flipped, **mesh_report(vertices, oriented)}

@@ -168,7 +168,8 @@ class Server:
                             P.INTERRUPTED, f"the backend received {self._interrupted} and shut down; the "
                             f"{event.stats.get('faces', 0)} faces sent so far are valid", request.id, fatal=True))
                     else:
-                        edits = finish_edits(request.points, np.concatenate(vertices), np.concatenate(faces))
+                        edits = finish_edits(request.points, request.normals, np.concatenate(vertices),
+                                             np.concatenate(faces))
                         self._finish(P.encode_event("done", id=request.id, stats={**event.stats, **edits["stats"]},
                                                     drop=edits["drop"], flip=edits["flip"]))
                     return
@@ -189,7 +190,8 @@ class Server:
         return GenerateOptions(**fields)
 
 
-def finish_edits(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> dict[str, Any]:
+def finish_edits(points: np.ndarray, normals: np.ndarray | None, vertices: np.ndarray,
+                 faces: np.ndarray) -> dict[str, Any]:
     """What `specmesh generate` does to the mesh before writing it, as edits of the streamed faces
     (indices in the order they were sent): `drop` (covered by coplanar faces) and `flip` (reverse
     the winding for outward orientation), and `stats`: `mesh_report` of the result. The add-on
@@ -197,7 +199,7 @@ def finish_edits(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) ->
     from backend.commands.generate import quantization_step
     from backend.mesh.cleanup import outward_edits
 
-    drop, flip, report = outward_edits(vertices, faces, plane_distance=0.25 * quantization_step(points))
+    drop, flip, report = outward_edits(vertices, faces, 0.25 * quantization_step(points), points, normals)
     return {"drop": drop.tolist(), "flip": flip.tolist(), "stats": report}
 
 
