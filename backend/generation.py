@@ -1,14 +1,12 @@
 """Run one generation to completion: drain `Generator.stream` into a mesh plus its stats.
 
 `specmesh generate`, `eval` and `bench` all need the whole mesh rather than the stream, so the
-collecting (and the optional progress bar) lives here once, as does best-of-N: with
-`options.attempts` N > 1, N samples (seeds seed..seed+N-1) run one after another and the one
-closest to the input cloud (Chamfer distance) is kept.
+collecting (and the optional progress bar) lives here once. Best-of-N (`options.attempts`) is
+the stream's own business (`Generator.stream`), so the add-on gets it too.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from dataclasses import dataclass
 
@@ -17,7 +15,6 @@ import trimesh
 from tqdm import tqdm
 
 from backend.decoding.pipeline import DoneEvent, FacesEvent, GenerateOptions, Generator, ProgressEvent, SourceMesh
-from backend.mesh.metrics import cloud_chamfer
 
 
 @dataclass
@@ -44,24 +41,6 @@ def generate(
     progress: bool = False,
     mesh: SourceMesh | None = None,
 ) -> GenerationResult:
-    if options.attempts == 1:
-        return _generate_once(generator, points, normals, options, progress, mesh)
-    best, scores, seconds = None, [], 0.0
-    for attempt in range(options.attempts):
-        single = dataclasses.replace(options, seed=options.seed + attempt, attempts=1)
-        result = _generate_once(generator, points, normals, single, progress, mesh)
-        seconds += result.stats.get("seconds", 0.0)
-        score = cloud_chamfer(points, result.vertices, result.faces) if len(result.faces) else float("inf")
-        scores.append(score)
-        if best is None or score < min(scores[:-1]):
-            best = result
-    best.stats.update(attempts=options.attempts, attempt_chamfer=[round(s, 6) for s in scores],
-                      attempt_kept=int(np.argmin(scores)), seconds_all_attempts=seconds)
-    return best
-
-
-def _generate_once(generator: Generator, points: np.ndarray, normals: np.ndarray, options: GenerateOptions,
-                   progress: bool, mesh: SourceMesh | None) -> GenerationResult:
     vertex_chunks: list[np.ndarray] = [np.zeros((0, 3))]
     face_chunks: list[np.ndarray] = [np.zeros((0, 3), np.int64)]
     stats: dict = {}

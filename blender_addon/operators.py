@@ -51,7 +51,7 @@ def start_generation(context: bpy.types.Context, source: bpy.types.Object) -> Ge
     """Sample `source`, create `<name>_retopo` and send the request. Raises UserError/PointCloudError."""
     props = context.scene.specmesh
     settings = Settings(delta=props.delta, heads=props.heads, max_faces=props.max_faces, seed=props.seed,
-                        lossless=props.lossless, quads=props.quads)
+                        lossless=props.lossless, quads=props.quads, attempts=props.attempts)
     points, normals, mesh = object_point_cloud(source, context.evaluated_depsgraph_get(), seed=settings.seed)
     client = runtime.get_client(launch_config(context))
     output = create_output_object(source)

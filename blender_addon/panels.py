@@ -43,6 +43,7 @@ class SPECMESH_PT_generate(bpy.types.Panel):
         col.prop(props, "quads")
         col.prop(props, "max_faces")
         col.prop(props, "seed")
+        col.prop(props, "attempts")
 
         status = runtime.status
         if session is not None:

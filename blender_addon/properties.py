@@ -61,3 +61,7 @@ class SpecMeshSettings(bpy.types.PropertyGroup):
         soft_max=5000)
     seed: IntProperty(name="Seed", description="Random seed of sampling and of the point cloud",
                       default=0, min=0)
+    attempts: IntProperty(
+        name="Attempts", default=1, min=1, max=16,
+        description="Generate this many meshes (seeds Seed, Seed+1, ...) and keep the one closest to "
+                    "the object. With more than one, the mesh appears at the end instead of live")

@@ -40,10 +40,13 @@ class Settings:
     seed: int = 0
     lossless: bool = False  # exact verification: the backbone's own distribution, delta unused
     quads: bool = True      # join triangle pairs into quads at the end (done here, not by the backend)
+    attempts: int = 1       # best-of-N, chosen by the backend (protocol 2)
 
     def request_fields(self) -> dict[str, Any]:
         fields = {"delta": float(self.delta), "heads": int(self.heads),
                   "max_faces": int(self.max_faces), "seed": int(self.seed)}
+        if self.attempts > 1:
+            fields["attempts"] = int(self.attempts)
         if self.lossless:  # only then: a backend older than the `verify` field still serves the rest
             fields["verify"] = "exact"
         return fields

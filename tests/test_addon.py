@@ -88,6 +88,21 @@ def test_generation_streams_into_a_placed_object(addon, monkey) -> None:
     assert addon.runtime.status.text.startswith("Done:") and not addon.runtime.status.is_error
 
 
+def test_attempts_keep_the_backends_best_mesh(addon, monkey) -> None:
+    _settings(max_faces=20)
+    bpy.context.scene.specmesh.attempts = 2
+    try:
+        session = addon.operators.start_generation(bpy.context, monkey)
+        _tick_until(session, lambda: session.finished)
+        addon.operators.finish_generation(session)
+    finally:
+        bpy.context.scene.specmesh.attempts = 1
+    assert session.state is addon.session.State.DONE, session.message
+    stats = session.progress.stats
+    assert stats["attempts"] == 2 and stats["attempt_kept"] == int(np.argmin(stats["attempt_chamfer"]))
+    assert len(bpy.data.objects[session.output_name].data.polygons) > 0
+
+
 def test_cancel_keeps_the_partial_mesh(addon, monkey) -> None:
     _settings(max_faces=20000)
     session = addon.operators.start_generation(bpy.context, monkey)

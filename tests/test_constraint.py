@@ -86,7 +86,7 @@ def test_free_vertices_turns_the_constraint_off(untrained: Generator):
     assert result.stats["coverage"] is None
 
 
-def test_best_of_n_keeps_the_closest_attempt(untrained: Generator):
+def test_best_of_n_keeps_the_closest_attempt(untrained: Generator):  # what generate and serve share
     box = trimesh.creation.box((1.0, 0.6, 0.4))
     cloud = from_mesh(box, count=1024)
     result = generate(untrained, cloud.points, cloud.normals,

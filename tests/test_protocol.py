@@ -140,7 +140,9 @@ def test_a_line_of_millions_of_tiny_rows_is_refused_before_parsing() -> None:
 def test_generate_takes_the_source_mesh() -> None:
     points, normals = _cloud()
     mesh = {"vertices": [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], "faces": [[0, 1, 2], [0, 1, 3]]}
-    request = P.parse_request(_generate(mesh=mesh, snap=False))
+    request = P.parse_request(_generate(mesh=mesh, snap=False, attempts=4))
+    assert request.options["attempts"] == 4
+    assert _code(_generate(attempts=17)) == P.INVALID_FIELD
     vertices, faces = request.mesh
     assert vertices.shape == (4, 3) and faces.tolist() == [[0, 1, 2], [0, 1, 3]]
     assert request.options["snap"] is False

@@ -93,6 +93,20 @@ def test_generate_streams_faces_then_done(generator) -> None:
     server.stop()
 
 
+def test_best_of_n_sends_the_kept_mesh_once(generator) -> None:
+    server, out = _server(generator)
+    server.ready()
+    assert server.handle_line(json.dumps(generate_request("g2", max_faces=15, mode="ar", attempts=3)).encode())
+    events = _wait_done(out, "g2")
+    faces_events = [e for e in events if e["event"] == "faces"]
+    done = events[-1]
+    assert done["event"] == "done" and done["stats"]["attempts"] == 3 and len(faces_events) <= 1
+    scores = done["stats"]["attempt_chamfer"]
+    assert done["stats"]["attempt_kept"] == int(np.argmin(scores))
+    assert sum(len(e["faces"]) for e in faces_events) == done["stats"]["faces"]
+    server.stop()
+
+
 def test_busy_cancel_and_ping_while_generating(generator) -> None:
     server, out = _server(generator)
     server.handle_line(json.dumps(generate_request("long", max_faces=5000)).encode())

@@ -9,6 +9,7 @@ grow at the decoder's pace."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -26,6 +27,7 @@ from backend.decoding.constraint import InputConstraint, input_constraint
 from backend.device import resolve_device
 from backend.inputs import check_cloud, estimate_normals, resample
 from backend.mesh.candidates import CANDIDATES, candidate_grid, decimated_vertices
+from backend.mesh.metrics import cloud_chamfer
 from backend.mesh.normalize import Normalization
 from backend.mesh.quantize import dequantize
 from backend.model.config import ModelConfig
@@ -172,7 +174,41 @@ class Generator:
                cancel: threading.Event | None = None, mesh: SourceMesh | None = None) -> Iterator[Event]:
         """`mesh` (vertices, faces in the points' frame), when the input was a mesh, gives the
         vertex candidates (read by models trained with them) and, with `options.snap`, keeps
-        decoding on the input mesh (backend.decoding.constraint)."""
+        decoding on the input mesh (backend.decoding.constraint).
+
+        With `options.attempts` N > 1 (best-of-N), N generations run with seeds seed..seed+N-1,
+        reporting progress only, and the one closest to the input cloud (Chamfer distance) comes
+        as one FacesEvent before the DoneEvent: nothing streams live then."""
+        if options.attempts == 1:
+            yield from self._stream_once(points, normals, options, cancel, mesh)
+            return
+        best: tuple[list[FacesEvent], DoneEvent] | None = None
+        scores: list[float] = []
+        for attempt in range(options.attempts):
+            single = dataclasses.replace(options, seed=options.seed + attempt, attempts=1)
+            faces: list[FacesEvent] = []
+            for event in self._stream_once(points, normals, single, cancel, mesh):
+                if isinstance(event, FacesEvent):
+                    faces.append(event)
+                elif isinstance(event, ProgressEvent):
+                    yield event
+                else:
+                    done = event
+            vertices = np.concatenate([np.zeros((0, 3))] + [e.vertices for e in faces])
+            triangles = np.concatenate([np.zeros((0, 3), np.int64)] + [e.faces for e in faces])
+            scores.append(cloud_chamfer(points, vertices, triangles) if len(triangles) else float("inf"))
+            if best is None or scores[-1] < min(scores[:-1]):
+                best = (faces, done)
+            if done.stats["stop_reason"] == "cancelled":
+                break
+        faces, done = best
+        if faces:
+            yield FacesEvent(np.concatenate([e.vertices for e in faces]), np.concatenate([e.faces for e in faces]))
+        yield DoneEvent({**done.stats, "attempts": len(scores), "attempt_chamfer": [round(x, 6) for x in scores],
+                         "attempt_kept": int(np.argmin(scores))}, done.tokens)
+
+    def _stream_once(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
+                     cancel: threading.Event | None, mesh: SourceMesh | None) -> Iterator[Event]:
         started = time.perf_counter()
         normalization, latents, constraint = self.encode(points, normals, options.seed, mesh)
         profile: dict[str, float] | None = {} if self.profile else None
