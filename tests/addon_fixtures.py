@@ -71,6 +71,17 @@ def long_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture
+def client(long_model_dir: Path, tmp_path: Path):
+    """The add-on's BackendClient on `specmesh serve` with the long-running test model; it must
+    leave no process behind."""
+    c = load_addon_module("client").BackendClient(serve_argv(long_model_dir), tmp_path / "backend.log",
+                                                  env=serve_env(), startup_timeout=120)
+    yield c
+    c.shutdown()
+    assert c.pid is None or process_gone(c.pid)
+
+
 def wait_for(client, predicate, timeout: float = 60.0) -> list[dict]:
     """Poll `client` until an event satisfies `predicate`; returns every event seen (the match last)."""
     seen: list[dict] = []

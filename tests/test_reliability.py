@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from addon_fixtures import (REPO_ROOT, backend_children, generate_request, load_addon_module,  # noqa: F401
+from addon_fixtures import (REPO_ROOT, client, backend_children, generate_request, load_addon_module,  # noqa: F401
                             long_model_dir, process_gone, serve_argv, serve_env, wait_for)
 from backend.server import protocol as P
 
@@ -91,13 +91,6 @@ def test_a_hostile_backend_folder_in_the_working_directory_is_never_imported(
 
 # -- signals ----------------------------------------------------------------------------------
 
-@pytest.fixture
-def client(long_model_dir: Path, tmp_path: Path):
-    c = client_module.BackendClient(serve_argv(long_model_dir), tmp_path / "backend.log", env=serve_env(),
-                                    startup_timeout=120)
-    yield c
-    c.shutdown()
-    assert c.pid is None or process_gone(c.pid)
 
 
 def test_sigint_to_the_backend_is_a_shutdown_reported_as_such(client) -> None:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from addon_fixtures import (REPO_ROOT, generate_request, load_addon_module, long_model_dir,  # noqa: F401
+from addon_fixtures import (REPO_ROOT, client, generate_request, load_addon_module, long_model_dir,  # noqa: F401
                             process_gone, serve_argv, serve_env, wait_for)
 from backend.server import Server
 from backend.server import protocol as P
@@ -186,13 +186,6 @@ def test_read_lines_skips_an_overlong_line_in_bounded_memory() -> None:
 client_module = load_addon_module("client")
 
 
-@pytest.fixture
-def client(long_model_dir, tmp_path):
-    c = client_module.BackendClient(serve_argv(long_model_dir), tmp_path / "backend.log", env=serve_env(),
-                                    startup_timeout=120)
-    yield c
-    c.shutdown()
-    assert c.pid is None or process_gone(c.pid)
 
 
 def test_process_speaks_only_protocol_on_stdout(client) -> None:
