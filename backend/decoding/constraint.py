@@ -32,7 +32,7 @@ from backend.tokenizer.grammar import GrammarState, Kind
 from backend.tokenizer.vocab import AXIS_PERMUTATION, EOS, OFFSET_START, PATCH_START, VOCAB_SIZE, block_of, offset_of
 
 COVERAGE = 0.99       # fraction of the input's surface samples a mesh must cover before EOS
-OVERLAP = 0.3         # largest covered fraction of a new face's interior samples
+OVERLAP = 0.1         # largest covered fraction of a new face's interior samples
 TOLERANCE = 0.03      # distance to the surface (normalized frame, longest side 1.9) that counts as on it
 SURFACE_SAMPLES = 20000
 _BARYCENTRIC = np.array([(i, j, 6 - i - j) for i in range(7) for j in range(7 - i)], np.float64) / 6.0
