@@ -116,6 +116,11 @@ def test_condition_gap_is_zero_for_identical_conditions_and_reported_per_class()
     assert set(report) == set(TOKEN_CLASSES)
     assert all(abs(r["gap"]) < 1e-4 for r in report.values())
     assert report["offset"]["tokens"] > 0 and report["eos"]["tokens"] == 2
+    # Two different meshes: each sequence now scores against the other's condition.
+    prism = trimesh.creation.cylinder(radius=0.5, height=1.0, sections=5)
+    w = Normalization.fit(prism.vertices).apply(prism.vertices)
+    mixed = condition_gap(model, mesh_batches([(v, box.faces), (w, prism.faces)], model, seed=0))
+    assert any(abs(r["gap"]) > 1e-3 for r in mixed.values())
 
 
 def test_candidate_model_trains_and_logs_the_gap(tmp_path: Path):

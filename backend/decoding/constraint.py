@@ -88,7 +88,6 @@ class InputConstraint:
         self._near = binary_dilation(occupied.reshape(self._dims), np.ones((3, 3, 3), bool)).ravel()
         self._near[-1] = False  # the id every point outside the grid maps to
         self._voxel_covered = np.zeros_like(occupied)
-        self.faces: set[frozenset[int]] = set()
         self.version = 0  # faces reported so far: the masks depend on them
         self._made: dict[tuple[int, int], set[int]] = {}  # (a, b) -> c of every face made (a, b, c)
         # (centre, last) -> (thirds making a triangle on the surface, its samples' voxels)
@@ -154,7 +153,7 @@ class InputConstraint:
         corners = np.asarray(cells, np.int64).reshape(3, 3)
         ids = [self.index.get((int(block_of(c[list(AXIS_PERMUTATION)])),
                                int(OFFSET_START + offset_of(c[list(AXIS_PERMUTATION)])))) for c in corners]
-        if None in ids or frozenset(ids) in self.faces:
+        if None in ids or self._made_before(*ids):
             return False
         on_surface, voxels = self._on_surface(triangle_samples(dequantize(corners)[None]))
         if not on_surface[0] or self._voxel_covered[voxels[0, _INTERIOR]].mean() > OVERLAP:
@@ -164,7 +163,6 @@ class InputConstraint:
 
     def _add_face(self, corners: np.ndarray, ids: list[int]) -> None:
         self.version += 1
-        self.faces.add(frozenset(ids))
         for i in range(3):
             for j in range(3):
                 if i != j:
@@ -184,9 +182,12 @@ class InputConstraint:
     def covered_fraction(self) -> float:
         return float(self.covered.mean())
 
+    def _made_before(self, a: int, b: int, c: int) -> bool:
+        return c in self._made.get((a, b), ())
+
     def _face_is_free(self, centre: int, last: int, third: int, nearest: np.ndarray) -> bool:
         return (self._voxel_covered[nearest[_INTERIOR]].mean() <= OVERLAP
-                and frozenset((centre, last, third)) not in self.faces)
+                and not self._made_before(centre, last, third))
 
     def _starts_a_face(self, centre: int) -> bool:
         """Whether some face (centre, v, w) is still allowed; remembers it as a witness so that
@@ -240,8 +241,8 @@ class InputConstraint:
         return every if last is None else self._third(centre, last)
 
     def key(self, state: GrammarState) -> tuple:
-        """Together with the grammar's own key, what the mask depends on."""
-        return state.block, state.face_vertices, state.patch_vertices, self.version
+        """Together with the grammar's own key and `version` (the faces made), what the mask depends on."""
+        return state.block, state.face_vertices, state.patch_vertices
 
     def _narrow(self, allowed: np.ndarray, state: GrammarState, vertices: np.ndarray) -> np.ndarray:
         narrowed = np.zeros_like(allowed)

@@ -29,11 +29,24 @@ class GrammarMasks:
     def __init__(self, device: torch.device | str, constraint: InputConstraint | None = None) -> None:
         self.device = torch.device(device)
         self.constraint = constraint
-        self._masks: dict[tuple, Tensor] = {}
-        self._allowed_ids: dict[tuple, np.ndarray] = {}
+        self._cache: dict[tuple, tuple[Tensor, np.ndarray]] = {}  # key -> (device mask, allowed ids)
+        self._version = 0  # the constraint's version the cached masks were built for
 
-    def _key(self, state: GrammarState) -> tuple:
-        return state.mask_key() if self.constraint is None else (*state.mask_key(), *self.constraint.key(state))
+    def _entry(self, state: GrammarState) -> tuple[Tensor, np.ndarray]:
+        """Both forms of one state's mask, built once (the constraint's narrowing is the costly
+        part). A constraint's masks depend on the faces made so far: when it reports a new one,
+        the cached masks are forgotten rather than kept under keys that never come back."""
+        key = state.mask_key()
+        if self.constraint is not None:
+            if self.constraint.version != self._version:
+                self._cache.clear()
+                self._version = self.constraint.version
+            key = (*key, *self.constraint.key(state))
+        entry = self._cache.get(key)
+        if entry is None:
+            allowed = self._allowed(state)
+            entry = self._cache[key] = (torch.from_numpy(allowed).to(self.device), np.flatnonzero(allowed))
+        return entry
 
     def _allowed(self, state: GrammarState) -> np.ndarray:
         allowed = state.sampling_mask()
@@ -45,19 +58,11 @@ class GrammarMasks:
 
     def __call__(self, state: GrammarState) -> Tensor:
         """Bool mask (V,) of the tokens `state` allows, on `self.device` (EOS alone after EOS)."""
-        key = self._key(state)
-        mask = self._masks.get(key)
-        if mask is None:
-            mask = self._masks[key] = torch.from_numpy(self._allowed(state)).to(self.device)
-        return mask
+        return self._entry(state)[0]
 
     def allowed_ids(self, state: GrammarState) -> np.ndarray:
         """Token ids `state` allows, ascending, on the host (for drafting done in numpy)."""
-        key = self._key(state)
-        ids = self._allowed_ids.get(key)
-        if ids is None:
-            ids = self._allowed_ids[key] = np.flatnonzero(self._allowed(state))
-        return ids
+        return self._entry(state)[1]
 
 
 def clone_state(state: GrammarState) -> GrammarState:

@@ -182,7 +182,7 @@ class Generator:
         if options.attempts == 1:
             yield from self._stream_once(points, normals, options, cancel, mesh)
             return
-        best: tuple[list[FacesEvent], DoneEvent] | None = None
+        attempts: list[tuple[list[FacesEvent], DoneEvent]] = []
         scores: list[float] = []
         for attempt in range(options.attempts):
             single = dataclasses.replace(options, seed=options.seed + attempt, attempts=1)
@@ -193,19 +193,18 @@ class Generator:
                 elif isinstance(event, ProgressEvent):
                     yield event
                 else:
-                    done = event
-            vertices = np.concatenate([np.zeros((0, 3))] + [e.vertices for e in faces])
+                    attempts.append((faces, event))
             triangles = np.concatenate([np.zeros((0, 3), np.int64)] + [e.faces for e in faces])
+            vertices = np.concatenate([np.zeros((0, 3))] + [e.vertices for e in faces])
             scores.append(cloud_chamfer(points, vertices, triangles) if len(triangles) else float("inf"))
-            if best is None or scores[-1] < min(scores[:-1]):
-                best = (faces, done)
-            if done.stats["stop_reason"] == "cancelled":
+            if attempts[-1][1].stats["stop_reason"] == "cancelled":
                 break
-        faces, done = best
+        kept = int(np.argmin(scores))
+        faces, done = attempts[kept]
         if faces:
             yield FacesEvent(np.concatenate([e.vertices for e in faces]), np.concatenate([e.faces for e in faces]))
         yield DoneEvent({**done.stats, "attempts": len(scores), "attempt_chamfer": [round(x, 6) for x in scores],
-                         "attempt_kept": int(np.argmin(scores))}, done.tokens)
+                         "attempt_kept": kept}, done.tokens)
 
     def _stream_once(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
                      cancel: threading.Event | None, mesh: SourceMesh | None) -> Iterator[Event]:
@@ -304,10 +303,8 @@ class Generator:
             count = self.config.n_candidates or CANDIDATES
             cells = candidate_grid(decimated_vertices(vertices, faces, count), count)
             constraint = input_constraint(cells, vertices, faces, seed)
-        read = None
-        if self.config.n_candidates:
-            read = torch.as_tensor(cells if cells is not None else candidate_grid(np.zeros((0, 3)), self.config.n_candidates),
-                                   device=self.device)[None]
+        # A model that reads candidates gets them (None: all slots empty, a bare point cloud).
+        read = torch.as_tensor(cells, device=self.device)[None] if self.config.n_candidates and cells is not None else None
         dtype = next(self.model.parameters()).dtype
         with torch.inference_mode():
             latents = self.model.encode_points(torch.as_tensor(points, dtype=dtype, device=self.device)[None],

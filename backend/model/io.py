@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 from torch import nn
@@ -88,8 +89,6 @@ def _planned_sizes(config: ModelConfig) -> tuple[int, int]:
 def init_from(model: MeshTransformer, directory: str | Path) -> list[str]:
     """Warm start: copy every weight of the model in `directory` whose name and shape match
     `model` (a design change keeps what it can reuse). Returns the names that stayed new."""
-    from safetensors.torch import load_file
-
     path = Path(directory) / MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(f"model weights not found: {path}")

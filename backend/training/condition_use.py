@@ -14,6 +14,8 @@ from torch import Tensor
 
 from backend.model.decoder import MeshTransformer
 from backend.tokenizer.vocab import EOS, OFFSET_START, PAD_LABEL, PATCH_START
+from backend.training.augment import AugmentConfig, make_sample
+from backend.training.batches import collate, example
 
 TOKEN_CLASSES = ("block", "offset", "patch_start", "eos")
 CONDITION_KEYS = ("points", "normals", "candidates")
@@ -69,9 +71,6 @@ def mesh_batches(meshes: Sequence[tuple[np.ndarray, np.ndarray]], model: MeshTra
                  batch_size: int = 8, seed: int = 0) -> list[dict[str, Tensor]]:
     """Teacher-forcing batches of held-out (vertices, faces) meshes, un-augmented, as validation
     builds them; meshes whose sequence does not fit the model are left out."""
-    from backend.training.augment import AugmentConfig, make_sample
-    from backend.training.batches import collate, example
-
     cfg, limit = model.config, model.config.max_seq_len
     items = []
     for index, (vertices, faces) in enumerate(meshes):
