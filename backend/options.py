@@ -26,6 +26,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "top_k": (0, 10000),
     "top_p": (0.01, 1.0),
     "max_faces": (1, MAX_FACES),
+    "faces": (4, MAX_FACES),
     "seed": (0, MAX_SEED),
     "attempts": (1, 16),
 }
@@ -48,7 +49,10 @@ class GenerateOptions:
     top_k: int = 50            # 0 disables top-k
     top_p: float = 0.95        # 1.0 disables top-p
     greedy: bool = False
-    max_faces: int = 2000
+    max_faces: int = 2000      # hard cap on decoded faces
+    # Mesh inputs: the triangle count to aim for (the candidates are the input decimated to it;
+    # a closed piece made of all of them has about this many faces).
+    faces: int = 300
     seed: int = 0
     # Mesh inputs: every vertex is one of the input's decimated vertices (backend.mesh.candidates).
     snap: bool = True

@@ -58,7 +58,7 @@ def confidences(generator: Generator, points: np.ndarray, normals: np.ndarray,
     tokens = done.tokens.tolist()
     # The stream keeps its latents to itself; encoding again with the same seed gives the very same
     # ones (one encoder pass per input, negligible next to the generation).
-    _, latents, _ = generator.encode(points, normals, options.seed)
+    _, latents, _ = generator.encode(points, normals, options)
     fed = torch.tensor([[BOS, *tokens[:-1]]], device=generator.device)
     logits, _ = generator.model(fed, latents)
     masks, state, rows = GrammarMasks(generator.device), GrammarState(), []

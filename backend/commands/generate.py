@@ -49,7 +49,10 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     from backend.options import DEFAULTS as D, DRAFTS, VERIFICATIONS
 
     p.add_argument("--seed", type=int, default=D.seed, help=f"sampling seed (default {D.seed})")
-    p.add_argument("--max-faces", type=int, default=D.max_faces, help=f"face budget (default {D.max_faces})")
+    p.add_argument("--faces", type=int, default=D.faces, metavar="N",
+                   help=f"mesh inputs: faces to aim for, quads with --quads (default {D.faces})")
+    p.add_argument("--max-faces", type=int, default=D.max_faces,
+                   help=f"hard cap on decoded triangles (default {D.max_faces})")
     p.add_argument("--temperature", type=float, default=D.temperature,
                    help=f"sampling temperature (default {D.temperature})")
     p.add_argument("--greedy", action="store_true", help="always take the most likely token")
@@ -83,7 +86,7 @@ def options_from_args(args: argparse.Namespace):
     from backend.options import BOUNDS, GenerateOptions
     from backend.server.protocol import check_options
 
-    bounded = {name: getattr(args, name) for name in ("seed", "max_faces", "temperature", "delta", "top_k", "top_p")}
+    bounded = {name: getattr(args, name) for name in ("seed", "faces", "max_faces", "temperature", "delta", "top_k", "top_p")}
     if args.heads is not None:
         bounded["heads"] = args.heads
     check_options(bounded, flags=True)
@@ -98,6 +101,7 @@ def options_from_args(args: argparse.Namespace):
         heads=None if autoregressive else args.heads, draft=args.draft,
         pts_k=args.pts_k, tree_nodes=args.tree_nodes, verify=args.verify, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, max_faces=args.max_faces, seed=args.seed,
+        faces=2 * args.faces if getattr(args, "quads", False) else args.faces,  # a quad is two triangles
         snap=args.snap, attempts=args.attempts,
     )
 

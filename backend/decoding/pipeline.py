@@ -26,7 +26,7 @@ from backend.decoding.speculative import stream_speculative
 from backend.decoding.constraint import InputConstraint, input_constraint
 from backend.device import resolve_device
 from backend.inputs import check_cloud, estimate_normals, resample
-from backend.mesh.candidates import CANDIDATES, candidate_grid, decimated_vertices
+from backend.mesh.candidates import candidate_grid
 from backend.mesh.metrics import cloud_chamfer
 from backend.mesh.normalize import Normalization
 from backend.mesh.quantize import dequantize
@@ -141,6 +141,18 @@ def _stop_reason(detok: IncrementalDecoder, faces: int, max_faces: int, tokens_s
     return None
 
 
+@dataclass
+class _Run:
+    """One generation's running totals, across the contexts it decodes."""
+    started: float
+    assembler: MeshAssembler
+    profile: dict[str, float] | None
+    tokens: list[int] = field(default_factory=list)
+    passes: int = 0
+    contexts: int = 0
+    first_face: float | None = None
+
+
 class Generator:
     profile = False  # True: DoneEvent stats carry "profile", seconds per decoding section (bench)
 
@@ -209,68 +221,85 @@ class Generator:
     def _stream_once(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
                      cancel: threading.Event | None, mesh: SourceMesh | None) -> Iterator[Event]:
         started = time.perf_counter()
-        normalization, latents, constraint = self.encode(points, normals, options.seed, mesh)
-        profile: dict[str, float] | None = {} if self.profile else None
-        constraint = constraint if options.snap else None
-        tokens_stream = self._decode(latents, options, profile, constraint)
-
-        assembler = MeshAssembler(normalization)
-        detok = IncrementalDecoder()
-        tokens: list[int] = []
-        passes = 0
-        first_face: float | None = None
-        last_progress = started
-        tokens_at_last_face = 0
-        for accepted in tokens_stream:
-            passes += 1
-            received = time.perf_counter()
-            corners: list[np.ndarray] = []
-            for token in accepted:
-                tokens.append(token)
-                corners += detok.push(token)
-            corners = corners[:options.max_faces - assembler.num_faces]
-            if constraint is not None:  # faces that break its rules are left out
-                corners = [face for face in corners if constraint.admit(face)]
-            event = assembler.add(corners)
-            now = time.perf_counter()
-            if event is not None:
-                first_face = now - started if first_face is None else first_face
-                tokens_at_last_face = len(tokens)
-                yield event
-            stop_reason = _stop_reason(detok, assembler.num_faces, options.max_faces,
-                                       len(tokens) - tokens_at_last_face, cancel)
-            if stop_reason is not None:
+        normalization, latents, constraint = self.encode(points, normals, options, mesh)
+        run = _Run(started, MeshAssembler(normalization), {} if self.profile else None)
+        stop_reason = "max_tokens"
+        # The model's context holds max_seq_len tokens; past it, decoding goes on from a fresh
+        # context while the constraint carries the faces made (patches start on their boundary).
+        while True:
+            faces_before = run.assembler.num_faces
+            stop_reason = yield from self._segment(latents, options, constraint, run, cancel)
+            if (constraint is None or stop_reason not in ("max_tokens", "stalled")
+                    or run.assembler.num_faces == faces_before or constraint.may_end):
                 break
-            if profile is not None:
-                profile["pipeline"] = profile.get("pipeline", 0.0) + time.perf_counter() - received
-            if now - last_progress >= PROGRESS_INTERVAL:
-                last_progress = now
-                yield ProgressEvent(len(tokens), assembler.num_faces, passes, now - started)
-        else:
-            stop_reason = "max_tokens"
-        tokens_stream.close()  # release the decoder's cache now, not at garbage collection
+        if constraint is not None and stop_reason != "cancelled":  # holes left on closed pieces
+            event = run.assembler.add(constraint.finish())
+            if event is not None:
+                yield event
         seconds = time.perf_counter() - started
-        yield ProgressEvent(len(tokens), assembler.num_faces, passes, seconds)
+        yield ProgressEvent(len(run.tokens), run.assembler.num_faces, run.passes, seconds)
         stats = {
-            "tokens": len(tokens),
-            "faces": assembler.num_faces,
-            "forward_passes": passes,
+            "tokens": len(run.tokens),
+            "faces": run.assembler.num_faces,
+            "forward_passes": run.passes,
             "seconds": seconds,
-            "tokens_per_second": len(tokens) / seconds if seconds > 0 else 0.0,
-            "time_to_first_face": first_face,
-            "valid": assembler.num_faces > 0,
-            "scr": len(tokens) / passes if passes else 0.0,
+            "tokens_per_second": len(run.tokens) / seconds if seconds > 0 else 0.0,
+            "time_to_first_face": run.first_face,
+            "valid": run.assembler.num_faces > 0,
+            "scr": len(run.tokens) / run.passes if run.passes else 0.0,
             "stop_reason": stop_reason,
             **self._decoding_stats(options),
-            "degenerate_dropped": assembler.degenerate,
-            "duplicates_dropped": assembler.duplicates,
-            "vertices": len(assembler.index),
+            "degenerate_dropped": run.assembler.degenerate,
+            "duplicates_dropped": run.assembler.duplicates,
+            "vertices": len(run.assembler.index),
+            "contexts": run.contexts,
             # share of the input's surface the faces stand for (mesh inputs decoded on the input)
-            "coverage": None if constraint is None else round(constraint.covered_fraction, 4),
+            "coverage": None if constraint is None else round(constraint.covered_fraction(), 4),
+            "candidates": None if constraint is None else len(constraint.positions),
+            "filled_faces": 0 if constraint is None else constraint.filled,
         }
-        if profile is not None:  # seconds per section, summed over passes (`specmesh bench`)
-            stats["profile"] = profile
-        yield DoneEvent(stats, np.asarray(tokens, np.int64))
+        if run.profile is not None:  # seconds per section, summed over passes (`specmesh bench`)
+            stats["profile"] = run.profile
+        yield DoneEvent(stats, np.asarray(run.tokens, np.int64))
+
+    def _segment(self, latents: torch.Tensor, options: GenerateOptions, constraint: InputConstraint | None,
+                 run: "_Run", cancel: threading.Event | None) -> Iterator[Event]:
+        """Decode one context's worth of tokens into `run`; -> (as the generator's return value)
+        why it stopped."""
+        tokens_stream = self._decode(latents, options, run.profile, constraint)
+        run.contexts += 1
+        detok = IncrementalDecoder()
+        tokens_at_last_face = len(run.tokens)
+        last_progress = time.perf_counter()
+        try:
+            for accepted in tokens_stream:
+                run.passes += 1
+                received = time.perf_counter()
+                corners: list[np.ndarray] = []
+                for token in accepted:
+                    run.tokens.append(token)
+                    corners += detok.push(token)
+                corners = corners[:options.max_faces - run.assembler.num_faces]
+                if constraint is not None:  # faces that break its rules are left out, the rest wound
+                    corners = [face for face in map(constraint.admit, corners) if face is not None]
+                event = run.assembler.add(corners)
+                now = time.perf_counter()
+                if event is not None:
+                    run.first_face = now - run.started if run.first_face is None else run.first_face
+                    tokens_at_last_face = len(run.tokens)
+                    yield event
+                stop_reason = _stop_reason(detok, run.assembler.num_faces, options.max_faces,
+                                           len(run.tokens) - tokens_at_last_face, cancel)
+                if stop_reason is not None:
+                    return stop_reason
+                if run.profile is not None:
+                    run.profile["pipeline"] = run.profile.get("pipeline", 0.0) + time.perf_counter() - received
+                if now - last_progress >= PROGRESS_INTERVAL:
+                    last_progress = now
+                    yield ProgressEvent(len(run.tokens), run.assembler.num_faces, run.passes, now - run.started)
+            return "max_tokens"
+        finally:
+            tokens_stream.close()  # release the decoder's cache now, not at garbage collection
 
     def _speculative(self, options: GenerateOptions) -> bool:
         return options.mode == "speculative" and self.heads is not None
@@ -286,25 +315,27 @@ class Generator:
         trained = self.heads.num_heads if self.heads is not None else 0
         return trained if options.heads is None else min(options.heads, trained)
 
-    def encode(self, points: np.ndarray, normals: np.ndarray | None, seed: int,
+    def encode(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
                mesh: SourceMesh | None = None) -> tuple[Normalization, torch.Tensor, InputConstraint | None]:
         """A point cloud in the caller's frame -> (its normalization, context [1, L, d], the
-        input constraint when `mesh` is given) as generation sees it: BPT's normalization, normals
-        estimated when missing, `seed` picking the model's points, vertex candidates from `mesh`."""
+        input constraint when `mesh` is given and `options.snap`) as generation sees it: BPT's
+        normalization, normals estimated when missing, `options.seed` picking the model's points,
+        vertex candidates from `mesh` decimated to `options.faces`."""
         points, normals = check_cloud(points, normals)
         normalization = Normalization.fit(points)
         if normals is None:
             normals = estimate_normals(points)
-        points, normals = resample(normalization.apply(points), normals, self.config.n_points, seed)
+        points, normals = resample(normalization.apply(points), normals, self.config.n_points, options.seed)
         cells, constraint = None, None
-        if mesh is not None:
-            vertices = normalization.apply(np.asarray(mesh[0], np.float64))
-            faces = np.asarray(mesh[1], np.int64)
-            count = self.config.n_candidates or CANDIDATES
-            cells = candidate_grid(decimated_vertices(vertices, faces, count), count)
-            constraint = input_constraint(cells, vertices, faces, seed)
-        # A model that reads candidates gets them (None: all slots empty, a bare point cloud).
-        read = torch.as_tensor(cells, device=self.device)[None] if self.config.n_candidates and cells is not None else None
+        if mesh is not None and options.snap:
+            built = input_constraint(normalization.apply(np.asarray(mesh[0], np.float64)),
+                                     np.asarray(mesh[1], np.int64), options.faces, options.seed)
+            cells, constraint = built if built is not None else (None, None)
+        # A model that reads candidates gets its number of slots (None: all empty, a bare cloud).
+        read = None
+        if self.config.n_candidates and cells is not None:
+            slots = candidate_grid(dequantize(cells[:self.config.n_candidates]), self.config.n_candidates)
+            read = torch.as_tensor(slots, device=self.device)[None]
         dtype = next(self.model.parameters()).dtype
         with torch.inference_mode():
             latents = self.model.encode_points(torch.as_tensor(points, dtype=dtype, device=self.device)[None],

@@ -28,20 +28,30 @@ PAD = -1  # grid coordinate of an empty candidate slot
 CANDIDATES = 128
 
 
+def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mesh quadric-decimated to about `target_faces` triangles, unused vertices dropped; a
+    mesh with no more faces than that comes back as it is (a low-poly input already names its
+    corners, and fast-simplification refuses a target above the face count)."""
+    vertices = np.asarray(vertices, np.float64)
+    faces = np.asarray(faces, np.int64).reshape(-1, 3)
+    if len(faces) > target_faces:
+        vertices, faces = fast_simplification.simplify(vertices.astype(np.float32), faces,
+                                                       target_count=max(int(target_faces), 4))
+        vertices, faces = np.asarray(vertices, np.float64), np.asarray(faces, np.int64)
+    used, remap = np.unique(faces, return_inverse=True)
+    return vertices[used], remap.reshape(-1, 3)
+
+
 def decimated_vertices(vertices: np.ndarray, faces: np.ndarray, count: int) -> np.ndarray:
     """Up to `count` candidate vertices in the mesh's frame: its own vertices when it has no
-    more than `count` (a low-poly input already names its corners), else the vertices of its
-    quadric decimation to about `count` vertices."""
+    more than `count`, else the vertices of its decimation to about `count` vertices."""
     vertices = np.asarray(vertices, np.float64)
     faces = np.asarray(faces, np.int64)
-    used = np.unique(faces)
-    if len(used) > count:
+    if len(np.unique(faces)) > count:
         # A closed triangle mesh has about twice as many faces as vertices.
-        vertices, faces = fast_simplification.simplify(vertices[used].astype(np.float32),
-                                                       np.searchsorted(used, faces),
-                                                       target_count=max(2 * count, 4))
-        used = np.unique(faces)
-    vertices = np.asarray(vertices, np.float64)[used]
+        vertices, faces = decimate(vertices, faces, 2 * count)
+    else:
+        vertices = vertices[np.unique(faces)]
     if len(vertices) > count:  # decimation stops near, not at, its target
         vertices = vertices[np.linspace(0, len(vertices) - 1, count).astype(np.int64)]
     return vertices

@@ -8,6 +8,12 @@ import numpy as np
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """`count` points uniformly distributed over the surface area, with the unit normal of the
     face each point lies on. Returns float32 (count, 3) points and normals."""
+    return sample_surface_faces(vertices, faces, count, seed)[:2]
+
+
+def sample_surface_faces(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int = 0
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`sample_surface` plus the index of the face each point lies on."""
     v = np.asarray(vertices, dtype=np.float64)
     f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     if count < 1:
@@ -27,4 +33,4 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, seed: in
     tri = corners[chosen]
     points = tri[:, 0] + r[:, :1] * (tri[:, 1] - tri[:, 0]) + r[:, 1:] * (tri[:, 2] - tri[:, 0])
     normals = cross[chosen] / np.maximum(doubled_area[chosen], 1e-300)[:, None]
-    return points.astype(np.float32), normals.astype(np.float32)
+    return points.astype(np.float32), normals.astype(np.float32), chosen

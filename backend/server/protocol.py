@@ -80,7 +80,7 @@ Request = Ping | Cancel | Shutdown | Generate
 _NUMBER = (int, float)
 _OPTION_RULES: dict[str, tuple[tuple[type, ...], float | None, float | None]] = {
     **{name: ((int,) if all(isinstance(b, int) for b in BOUNDS[name]) else _NUMBER, *BOUNDS[name])
-       for name in ("delta", "temperature", "top_k", "top_p", "max_faces", "seed", "attempts")},  # bounds: backend.options
+       for name in ("delta", "temperature", "top_k", "top_p", "faces", "max_faces", "seed", "attempts")},  # bounds: backend.options
     "heads": ((int,), 0, MAX_HEADS),  # 0: no drafting heads, plain autoregressive decoding
     "greedy": ((bool,), None, None),
     "snap": ((bool,), None, None),

@@ -1,0 +1,126 @@
+"""The input surface as decoding sees it: is a point on it, which part of it do the faces made
+so far stand over, which way does it face, and which loose piece of the input is where.
+
+"On the surface" is a lookup in a voxel grid of half the tolerance (voxels holding a dense surface
+sample, dilated by one): a KD-tree query per point cost more than the model's pass. Coverage is
+kept twice: per surface sample (the fraction an EOS rule reads) and per voxel (a face's
+footprint, for the overlap test of later faces)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import binary_dilation
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from backend.mesh.sample import sample_surface_faces
+
+TOLERANCE = 0.03  # distance to the surface (normalized frame, longest side 1.9) that counts as on it
+SURFACE_SAMPLES = 20000
+_BARYCENTRIC = np.array([(i, j, 6 - i - j) for i in range(7) for j in range(7 - i)], np.float64) / 6.0
+INTERIOR = (_BARYCENTRIC > 0).all(axis=1)  # the 10 samples off the edges: what overlap looks at
+
+
+def triangle_samples(corners: np.ndarray) -> np.ndarray:
+    """[..., 3, 3] triangle corners -> [..., 28, 3] points on a barycentric grid (edges included)."""
+    return np.einsum("sk,...kd->...sd", _BARYCENTRIC, corners)
+
+
+def over_triangle(points: np.ndarray, corners: np.ndarray, tolerance: float, margin: float = 0.0) -> np.ndarray:
+    """(n,) True where a point projects inside the triangle `corners` (3, 3) within `tolerance`
+    of its plane (barycentric weights down to -`margin` count as inside)."""
+    a, b, c = corners
+    normal = np.cross(b - a, c - a)
+    area2 = float(normal @ normal)
+    if area2 < 1e-18:
+        return np.zeros(len(points), dtype=bool)
+    rel = points - a
+    u = np.cross(rel, c - a) @ normal / area2  # barycentric weight of b
+    v = np.cross(b - a, rel) @ normal / area2  # weight of c
+    plane = np.abs(rel @ normal) / np.sqrt(area2)
+    return (u >= -margin) & (v >= -margin) & (u + v <= 1 + margin) & (plane <= tolerance)
+
+
+def mesh_pieces(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(piece label per face, closed flag per piece) of a triangle mesh, vertices merged by
+    position first (a file's UV seams split vertices that are one point of the surface). A
+    piece is closed when each of its edges has exactly two faces."""
+    _, weld = np.unique(np.round(np.asarray(vertices, np.float64), 6), axis=0, return_inverse=True)
+    faces = weld.reshape(-1)[np.asarray(faces, np.int64)]
+    m = len(faces)
+    incidence = coo_matrix((np.ones(3 * m), (np.repeat(np.arange(m), 3), faces.ravel())),
+                           shape=(m, int(faces.max()) + 1)).tocsr()
+    count, label = connected_components(incidence @ incidence.T, directed=False)
+    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    unique, inverse, uses = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
+    open_edge = uses[inverse.reshape(-1)] != 2
+    closed = np.ones(count, bool)
+    closed[label[np.repeat(np.arange(m), 3)[open_edge]]] = False
+    return label, closed
+
+
+class SurfaceIndex:
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, seed: int = 0,
+                 tolerance: float = TOLERANCE, samples: int = SURFACE_SAMPLES) -> None:
+        """A normalized input mesh. The tolerance grows with the spacing of the samples on large
+        surfaces: a point on the surface can lie about that far from the nearest random sample."""
+        vertices = np.asarray(vertices, np.float64)
+        faces = np.asarray(faces, np.int64)
+        points, normals, sampled_face = sample_surface_faces(vertices, faces, samples, seed)
+        area = float(np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
+                                             vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1).sum() / 2)
+        self.tolerance = max(float(tolerance), 2 * np.sqrt(area / samples))
+        self.points = np.asarray(points, np.float64)
+        self.normals = np.asarray(normals, np.float64)
+        face_piece, self.piece_closed = mesh_pieces(vertices, faces)
+        self.sample_piece = face_piece[sampled_face]
+        self.tree = cKDTree(self.points)
+        self.covered = np.zeros(len(self.points), dtype=bool)
+        self._cell = self.tolerance / 2
+        self._origin = self.points.min(axis=0) - 2 * self._cell
+        self._dims = np.ceil((self.points.max(axis=0) + 2 * self._cell - self._origin) / self._cell).astype(np.int64) + 1
+        occupied = np.zeros(int(np.prod(self._dims)), dtype=bool)
+        occupied[self._voxel(self.points)] = True
+        self._near = binary_dilation(occupied.reshape(self._dims), np.ones((3, 3, 3), bool)).ravel()
+        self._near[-1] = False  # the id every point outside the grid maps to
+        self._footprint = np.zeros_like(occupied)
+
+    def _voxel(self, points: np.ndarray) -> np.ndarray:
+        """Flat voxel ids of points (..., 3); points outside the grid get the last id."""
+        index = np.floor((points - self._origin) / self._cell).astype(np.int64)
+        inside = ((index >= 0) & (index < self._dims - 1)).all(axis=-1)
+        flat = np.ravel_multi_index(tuple(np.moveaxis(np.clip(index, 0, self._dims - 1), -1, 0)), self._dims)
+        return np.where(inside, flat, int(np.prod(self._dims)) - 1)
+
+    def on_surface(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[..., S, 3] -> ([...] True where every sample lies near the surface (within about
+        the tolerance), [..., S] each sample's voxel, for `overlap`)."""
+        voxels = self._voxel(points)
+        return self._near[voxels].all(-1), voxels
+
+    def overlap(self, voxels: np.ndarray) -> np.ndarray:
+        """[..., 28] voxels of `triangle_samples` -> [...] fraction of the interior ones that a
+        face made so far already stands over."""
+        return self._footprint[voxels[..., INTERIOR]].mean(axis=-1)
+
+    def cover(self, triangle: np.ndarray) -> None:
+        """Account for a face made over `triangle` (3, 3): the samples it stands for and its
+        footprint in the voxel grid."""
+        centre = triangle.mean(axis=0)
+        reach = float(np.linalg.norm(triangle - centre, axis=1).max()) + self.tolerance
+        near = np.asarray(self.tree.query_ball_point(centre, r=reach), dtype=np.int64)
+        if len(near):
+            self.covered[near[over_triangle(self.points[near], triangle, self.tolerance)]] = True
+        steps = int(np.ceil(np.linalg.norm(triangle - np.roll(triangle, 1, axis=0), axis=1).max() / (self._cell / 2)))
+        grid = np.array([(i, j, steps - i - j) for i in range(steps + 1) for j in range(steps + 1 - i)]) / max(steps, 1)
+        self._footprint[self._voxel(grid @ triangle)] = True
+
+    def covered_fraction(self, pieces: np.ndarray | None = None) -> float:
+        """Share of the surface samples (of `pieces` only, when given) that faces stand over."""
+        covered = self.covered if pieces is None else self.covered[np.isin(self.sample_piece, pieces)]
+        return float(covered.mean()) if len(covered) else 1.0
+
+    def nearest(self, points: np.ndarray) -> np.ndarray:
+        """Index of the nearest surface sample of each point (..., 3)."""
+        return self.tree.query(points)[1]
