@@ -195,10 +195,13 @@ class BackendClient:
         self._reap()
 
     # -- messages -----------------------------------------------------------------------------
-    def send(self, request: dict[str, Any]) -> None:
+    def send(self, request: dict[str, Any], encoded: dict[str, str] | None = None) -> None:
         """Queue one request line, starting the backend first if needed. Never waits for the
-        backend: a backend that does not take the line is reported as an `error` event."""
+        backend: a backend that does not take the line is reported as an `error` event.
+        `encoded`: more fields, given as JSON text (large arrays the caller encodes faster)."""
         line = json.dumps({"protocol": PROTOCOL_VERSION, **request}, allow_nan=False, separators=(",", ":"))
+        if encoded:
+            line = line[:-1] + "".join(f",{json.dumps(key)}:{text}" for key, text in encoded.items()) + "}"
         with self._lock:
             self.start()
             if request.get("op") == "generate":

@@ -52,12 +52,12 @@ def start_generation(context: bpy.types.Context, source: bpy.types.Object) -> Ge
     props = context.scene.specmesh
     settings = Settings(delta=props.delta, heads=props.heads, max_faces=props.max_faces, seed=props.seed,
                         lossless=props.lossless, quads=props.quads, attempts=props.attempts)
-    points, normals, mesh = object_point_cloud(source, context.evaluated_depsgraph_get(), seed=settings.seed)
+    sample = object_point_cloud(source, context.evaluated_depsgraph_get(), seed=settings.seed)
     client = runtime.get_client(launch_config(context))
     output = create_output_object(source)
     session = GenerationSession(client, output.name, settings)
     runtime.session = session
-    session.start(points, normals, mesh)
+    session.start(sample)
     return session
 
 

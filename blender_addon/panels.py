@@ -48,6 +48,8 @@ class SPECMESH_PT_generate(bpy.types.Panel):
         status = runtime.status
         if session is not None:
             layout.label(text=session.message, icon="TIME")
+            if session.input_note:
+                layout.label(text=session.input_note, icon="MOD_DECIM")
         elif status.text:
             # A long message wraps over a few labels so the last error is readable in the sidebar.
             box = layout.box().column(align=True)

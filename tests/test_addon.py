@@ -4,6 +4,7 @@ the modal operator's timer does."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -227,8 +228,9 @@ def test_clear_errors(addon, monkey, case: str, message: str) -> None:
 def test_point_cloud_uses_modifiers_and_local_space(addon, monkey) -> None:
     modifier = monkey.modifiers.new("Subdivision", "SUBSURF")
     modifier.levels = 1
-    points, normals, (vertices, triangles) = addon.pointcloud.object_point_cloud(
-        monkey, bpy.context.evaluated_depsgraph_get())
+    sample = addon.pointcloud.object_point_cloud(monkey, bpy.context.evaluated_depsgraph_get())
+    points, normals, (vertices, triangles) = sample.points, sample.normals, sample.mesh
+    assert sample.note == ""  # sent as it is
     assert points.shape == normals.shape == (4096, 3)
     evaluated = monkey.evaluated_get(bpy.context.evaluated_depsgraph_get()).data
     assert len(triangles) == sum(len(p.vertices) - 2 for p in evaluated.polygons)  # every polygon, fanned
@@ -261,14 +263,51 @@ def test_point_cloud_of_a_million_triangles_is_fast(addon, monkey) -> None:
     monkey.evaluated_get(depsgraph)  # let Blender subdivide first: that is not ours to time
     addon.pointcloud.object_point_cloud(monkey, depsgraph, count=16)
     wall, cpu = time.perf_counter(), time.process_time()
-    points, _, mesh = addon.pointcloud.object_point_cloud(monkey, depsgraph)
+    sample = addon.pointcloud.object_point_cloud(monkey, depsgraph)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    print(f"point cloud of 1M triangles: {wall:.3f} s wall, {cpu:.3f} s CPU")
-    assert points.shape == (4096, 3)
-    assert mesh is None  # beyond the protocol's mesh size: the backend gets the points alone
+    print(f"point cloud and reduction of 1M triangles: {wall:.3f} s wall, {cpu:.3f} s CPU; {sample.note}")
+    assert sample.points.shape == (4096, 3) and sample.source_triangles == 1007616
+    assert addon.pointcloud.fits(*sample.mesh)  # reduced to the protocol's size: the constraint stays on
+    assert sample.note.startswith("reduced 1.0 M → ")
     # CPU time, not wall time: this machine is shared, and a busy neighbour is not our cost.
-    assert cpu < 1.0
+    assert cpu < 1.5
 
+
+
+def test_a_mesh_beyond_the_protocol_is_reduced_and_constrains_decoding(addon, monkey) -> None:
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
+    # 258 x 258 quads: 133,128 triangles and 67,081 vertices, just over both limits.
+    bpy.ops.mesh.primitive_grid_add(x_subdivisions=258, y_subdivisions=258, size=2.0)
+    grid = bpy.context.active_object
+    grid.data.vertices.foreach_set("co", _waved(grid.data))  # a surface with some relief
+    grid.select_set(True)
+    datablocks = (len(bpy.data.meshes), len(bpy.data.objects))
+    sent = []
+    client = addon.runtime.get_client(addon.operators.launch_config(bpy.context))
+    send = client.send
+    client.send = lambda request, encoded=None: (sent.append((request, encoded)), send(request, encoded))
+    _settings(max_faces=5)
+    try:
+        assert bpy.ops.specmesh.generate("EXEC_DEFAULT") == {"FINISHED"}
+    finally:
+        del client.send
+    session = addon.runtime.session
+    mesh = json.loads(sent[0][1]["mesh"])
+    assert 0 < len(mesh["faces"]) <= addon.pointcloud.MAX_MESH_FACES
+    assert 3 <= len(mesh["vertices"]) <= addon.pointcloud.MAX_MESH_VERTICES
+    assert session.progress.stats["coverage"] is not None  # the backend decoded on the surface
+    assert "reduced 133 k → " in addon.runtime.status.text and "triangles for the backend" in session.message
+    # Nothing temporary is left: the grid and its _retopo output are all that was added.
+    assert (len(bpy.data.meshes), len(bpy.data.objects)) == (datablocks[0] + 1, datablocks[1] + 1)
+
+
+def _waved(mesh) -> np.ndarray:
+    co = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", co)
+    co = co.reshape(-1, 3)
+    co[:, 2] = 0.2 * np.sin(3 * co[:, 0]) * np.cos(2 * co[:, 1])
+    return co.ravel()
 
 
 class _CheckedLayout:
@@ -439,7 +478,8 @@ def test_generation_ends_as_the_cli_writes_it_with_quads(addon, monkey, tmp_path
     import trimesh
 
     path = tmp_path / "cli.obj"
-    points, normals, _ = addon.pointcloud.object_point_cloud(monkey, bpy.context.evaluated_depsgraph_get(), seed=3)
+    sample = addon.pointcloud.object_point_cloud(monkey, bpy.context.evaluated_depsgraph_get(), seed=3)
+    points, normals = sample.points, sample.normals
     write_artist_mesh(path, session._vertices, session._faces, step=2 * session._weld_distance, quads=False,
                       points=np.round(points.astype(np.float64), 6), normals=np.round(normals.astype(np.float64), 5))
     cli = trimesh.load(path, process=False)
