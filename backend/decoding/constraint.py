@@ -27,13 +27,15 @@ import numpy as np
 
 from backend.mesh.candidates import PAD, candidate_grid, decimate
 from backend.mesh.halfedges import HalfEdges, fill_holes
-from backend.mesh.quantize import dequantize
+from backend.mesh.quantize import dequantize, quantize_coords
 from backend.mesh.surface import SurfaceIndex, triangle_samples
 from backend.tokenizer.grammar import GrammarState, Kind
 from backend.tokenizer.vocab import AXIS_PERMUTATION, EOS, OFFSET_START, PATCH_START, block_of, offset_of
 
 COVERAGE = 0.99   # fraction of an open piece's surface samples to cover before EOS
-OVERLAP = 0.1     # largest covered fraction of a new face's interior samples
+OVERLAP = 0.1     # largest covered fraction of the samples under a new face's core
+CORE = 0.75       # the core: the face scaled about its centroid (on a curved surface the ground
+                  # just inside a shared edge may also lie within tolerance of the neighbour's plane)
 INSIDE_MARGIN = 0.02  # barycentric slack: a candidate this close to a face's edge counts as on it
 
 
@@ -52,8 +54,11 @@ def candidates_over(corners: np.ndarray, points: np.ndarray, tolerance: float) -
 
 
 class InputConstraint:
-    def __init__(self, cells: np.ndarray, surface: SurfaceIndex, coverage: float = COVERAGE) -> None:
-        """cells: candidate grid cells (k, 3) xyz (PAD rows ignored); surface: the normalized input."""
+    def __init__(self, cells: np.ndarray, surface: SurfaceIndex, edges: np.ndarray | None = None,
+                 crossing: np.ndarray | None = None, coverage: float = COVERAGE) -> None:
+        """cells: candidate grid cells (k, 3) xyz (PAD rows ignored); surface: the normalized
+        input; edges: (e, 2) pairs of candidate rows that a face may have as an edge (None: any);
+        crossing: (k, 2, 2) pairs of those edges that cross (once one is made, the other is not)."""
         cells = np.asarray(cells, np.int64).reshape(-1, 3)
         cells = cells[cells[:, 0] != PAD]
         if len(cells) == 0:
@@ -71,6 +76,15 @@ class InputConstraint:
         self.closed_piece = surface.piece_closed[self.piece]
         self.started = np.zeros(len(surface.piece_closed), dtype=bool)
         self.mesh = HalfEdges(len(cells))
+        self.edges = np.ones((len(cells), len(cells)), dtype=bool)
+        if edges is not None:
+            self.edges[:] = False
+            self.edges[edges[:, 0], edges[:, 1]] = self.edges[edges[:, 1], edges[:, 0]] = True
+        self.blocked = np.zeros_like(self.edges)  # edges crossing one made
+        self._crossing: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for first, second in (() if crossing is None else crossing.tolist()):
+            self._crossing.setdefault(tuple(first), []).append(tuple(second))
+            self._crossing.setdefault(tuple(second), []).append(tuple(first))
         self.version = 0  # faces reported so far: the masks depend on them
         self.filled = 0   # faces added by `finish` rather than decoded
         # (centre, last) -> (thirds making a triangle on the surface with no other candidate on
@@ -86,47 +100,51 @@ class InputConstraint:
         if centre not in self._seconds:
             t = np.linspace(0.0, 1.0, 9)[None, :, None]
             edges = self.positions[centre] * (1 - t) + self.positions[:, None, :] * t
-            ok = self.surface.on_surface(edges)[0]
+            ok = self.edges[centre] & self.surface.on_surface(edges)
             ok[centre] = False
             self._seconds[centre] = ok
         return self._seconds[centre]
 
-    def _triangles(self, centre: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+    def _triangles(self, centre: int, last: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(thirds v making a face (centre, last, v) on the surface with no other candidate on
+        it, the surface samples each such face stands over)."""
         key = (min(centre, last), max(centre, last))
         if key not in self._geometry:
             third = np.flatnonzero(self._second(centre) & self._second(last))
             corners = np.concatenate([np.broadcast_to(self.positions[[centre, last]], (len(third), 2, 3)),
                                       self.positions[third, None, :]], axis=1)
             normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-            on_surface, voxels = self.surface.on_surface(triangle_samples(corners))
             over = candidates_over(corners, self.positions, self.tolerance)
             over[:, [centre, last]] = False
             over[np.arange(len(third)), third] = False
-            keep = on_surface & (np.linalg.norm(normal, axis=1) > 1e-6) & ~over.any(axis=1)
-            self._geometry[key] = (third[keep], voxels[keep])
+            keep = (self.surface.on_surface(triangle_samples(corners)) & (np.linalg.norm(normal, axis=1) > 1e-6)
+                    & ~over.any(axis=1))
+            self._geometry[key] = (third[keep], self.surface.under(corners[keep], CORE))
         return self._geometry[key]
 
     # -- topology and coverage (change with every face) -----------------------------------------
     def _third(self, centre: int, last: int) -> np.ndarray:
         """Candidates v such that face (centre, last, v) may be made now, in either winding."""
-        third, voxels = self._triangles(centre, last)
+        third, under = self._triangles(centre, last)
         ok = np.zeros(len(self.positions), dtype=bool)
         if len(third) == 0:
             return ok
-        free = self.surface.overlap(voxels) <= OVERLAP
+        if self.blocked[centre, last]:
+            return ok
         forward, backward = self.mesh.legal(centre, last, third, not self.started[self.piece[centre]])
-        ok[third[free & (forward | backward)]] = True
-        for v in np.flatnonzero(ok):
-            if self.mesh.made(centre, last, int(v)):
-                ok[v] = False
+        crossing = self.blocked[centre, third] | self.blocked[last, third]
+        for i in np.flatnonzero((forward | backward) & ~crossing):
+            v = int(third[i])
+            ok[v] = self.surface.overlap(under[i]) <= OVERLAP and not self.mesh.made(centre, last, v)
         return ok
 
     def _wound(self, ids: list[int]) -> tuple[int, int, int] | None:
         """The face over candidates `ids` wound as the rules allow, or None when it may not be made."""
         a, b, c = ids
-        third, voxels = self._triangles(a, b)
+        third, under = self._triangles(a, b)
         where = np.flatnonzero(third == c)
-        if len(where) == 0 or self.mesh.made(a, b, c) or self.surface.overlap(voxels[where[0]]) > OVERLAP:
+        if (len(where) == 0 or self.mesh.made(a, b, c) or self.blocked[a, b] or self.blocked[b, c]
+                or self.blocked[c, a] or self.surface.overlap(under[where[0]]) > OVERLAP):
             return None
         forward, backward = (bool(x[0]) for x in self.mesh.legal(a, b, np.array([c]), not self.started[self.piece[a]]))
         if forward and backward:  # a new piece's first face: wound as the input faces
@@ -156,21 +174,41 @@ class InputConstraint:
     def _add_face(self, face: tuple[int, int, int]) -> None:
         self.version += 1
         self.mesh.add(face)
+        self._block_crossing(face)
         self.started[self.piece[list(face)]] = True
         self.surface.cover(self.positions[list(face)])
 
+    def _block_crossing(self, face: tuple[int, int, int]) -> None:
+        for u, v in ((face[0], face[1]), (face[1], face[2]), (face[2], face[0])):
+            for p, q in self._crossing.get((min(u, v), max(u, v)), ()):
+                self.blocked[p, q] = self.blocked[q, p] = True
+
     def finish(self) -> list[np.ndarray]:
-        """Close the holes left on closed input pieces (ear clipping over the candidates) ->
-        the faces added, as corner cells (3, 3), wound like their neighbours."""
-        loops = [loop for loop in self.mesh.boundary_loops() if self.closed_piece[loop].all()]
+        """Close the holes left on closed input pieces (ear clipping over the candidates; ears
+        that keep the rules a decoded face keeps go first) -> the faces added, as corner cells
+        (3, 3), wound like their neighbours."""
+        normals = self.surface.normals[self.surface.nearest(self.positions)]
+        loops = [loop for loop in self.mesh.boundary_loops(self.positions, normals) if self.closed_piece[loop].all()]
 
-        def on_surface(corners: np.ndarray) -> bool:
-            return bool(self.surface.on_surface(triangle_samples(corners[None]))[0][0])
+        def score(face: tuple[int, int, int]) -> float:
+            corners = self.positions[list(face)]
+            over = candidates_over(corners[None], self.positions, self.tolerance)[0]
+            over[list(face)] = False
+            a, b, c = face
+            allowed = (self.edges[a, b] and self.edges[b, c] and self.edges[c, a]
+                       and not (self.blocked[a, b] or self.blocked[b, c] or self.blocked[c, a]))
+            return (8.0 * allowed + 4.0 * (self.surface.overlap(self.surface.under(corners[None], CORE)[0]) <= OVERLAP)
+                    + 2.0 * (not over.any()) + 1.0 * bool(self.surface.on_surface(triangle_samples(corners[None]))[0]))
 
-        faces = fill_holes(self.mesh, self.positions, loops, on_surface)
-        for face in faces:
+        faces: list[tuple[int, int, int]] = []
+
+        def added(face: tuple[int, int, int]) -> None:
             self.version += 1
+            self._block_crossing(face)
             self.surface.cover(self.positions[list(face)])
+            faces.append(face)
+
+        fill_holes(self.mesh, self.positions, loops, score, added)
         self.filled += len(faces)
         return [self.cells[list(face)] for face in faces]
 
@@ -181,7 +219,7 @@ class InputConstraint:
         """Whether some face (centre, v, w) is still allowed; remembers one as a witness so that
         later checks usually cost one lookup instead of a scan."""
         witness = self._witness.get(centre)
-        if witness is not None and self._third(centre, witness[0])[witness[1]]:
+        if witness is not None and self._wound([centre, *witness]) is not None:
             return True
         for v in np.flatnonzero(self._second(centre)):
             ok = self._third(centre, int(v))
@@ -265,6 +303,29 @@ class InputConstraint:
         return allowed
 
 
+def candidate_edges(cells: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The edges a face may have, as rows of `cells`: those of the decimated mesh (`vertices`,
+    `faces`) and, for two of its triangles sharing an edge, the other diagonal (the flip a quad or
+    a better triangle may need); faces over other pairs would be long and thin, the decimation
+    already chose which vertices neighbour each other. -> ((e, 2) edges, (k, 2) pairs of them
+    that cross: an edge and its flip, and the flips of two edges of one triangle)."""
+    row = {tuple(c): i for i, c in enumerate(cells.tolist())}
+    ids = np.array([row.get(tuple(c), -1) for c in quantize_coords(vertices).tolist()], np.int64)[faces]
+    ids = ids[(ids >= 0).all(axis=1) & (ids[:, 0] != ids[:, 1]) & (ids[:, 1] != ids[:, 2]) & (ids[:, 2] != ids[:, 0])]
+    opposite: dict[tuple[int, int], list[int]] = {}
+    for a, b, c in ids.tolist():
+        for u, v, w in ((a, b, c), (b, c, a), (c, a, b)):
+            opposite.setdefault((min(u, v), max(u, v)), []).append(w)
+    flip = {edge: (min(w), max(w)) for edge, w in opposite.items() if len(w) == 2 and w[0] != w[1]}
+    crossing = [(edge, flipped) for edge, flipped in flip.items()]
+    for a, b, c in ids.tolist():
+        sides = [flip.get((min(u, v), max(u, v))) for u, v in ((a, b), (b, c), (c, a))]
+        sides = [side for side in sides if side is not None]
+        crossing += [(sides[i], sides[j]) for i in range(len(sides)) for j in range(i + 1, len(sides))]
+    edges = np.array(sorted(set(opposite) | set(flip.values())), np.int64).reshape(-1, 2)
+    return edges, np.array(crossing, np.int64).reshape(-1, 2, 2)
+
+
 def input_constraint(vertices: np.ndarray, faces: np.ndarray, target_faces: int, seed: int = 0
                      ) -> tuple[np.ndarray, InputConstraint] | None:
     """(candidate cells, the constraint) for a normalized input mesh decoded to about
@@ -279,4 +340,5 @@ def input_constraint(vertices: np.ndarray, faces: np.ndarray, target_faces: int,
     samples = triangle_samples(decimated[decimated_faces]).reshape(-1, 3)
     deviation = float(np.quantile(probe.tree.query(samples)[0], 0.99)) if len(samples) else 0.0
     surface = probe if deviation <= probe.tolerance else SurfaceIndex(vertices, faces, seed, tolerance=1.25 * deviation)
-    return cells, InputConstraint(cells, surface)
+    edges, crossing = candidate_edges(cells, decimated, decimated_faces)
+    return cells, InputConstraint(cells, surface, edges, crossing)

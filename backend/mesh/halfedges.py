@@ -3,9 +3,10 @@
 The rules (every one a guarantee an artist needs, none of which the model knows):
 - each directed edge belongs to at most one face: an edge carries at most two faces, and the
   second runs it opposite to the first (winding is decided when a face is made, never guessed);
-- a face touching a vertex that already has faces shares an edge there: the faces around a vertex
-  stay one fan (no pinched vertices), so a piece grows as one front and its boundary stays simple
-  loops;
+- a face shares an edge with the faces made (a piece grows as one front), and a vertex it
+  touches either shares an edge of the face or lies on the front's boundary: a face may bridge a
+  crack in the front (the vertex across it gets a second fan, which later faces usually join);
+  the only other way to close a crack would be a face over ground already covered;
 - a face with no used vertex starts a new piece only where the caller allows it.
 
 `fill_holes` closes what is left open by ear clipping each boundary loop, so a closed input
@@ -24,6 +25,7 @@ class HalfEdges:
     def __init__(self, count: int) -> None:
         self.edge = np.zeros((count, count), dtype=bool)  # edge[a, b]: a face runs a -> b
         self.used = np.zeros(count, dtype=bool)
+        self.open_fan = np.zeros(count, dtype=bool)  # has an edge only one face runs from it
         self.faces: list[Face] = []
         self._vertex_sets: set[frozenset[int]] = set()
 
@@ -38,10 +40,11 @@ class HalfEdges:
         e, used = self.edge, self.used
         free = ~e[a, b] & ~e[b, x] & ~e[x, a]
         shares_ab, shares_bx, shares_xa = e[b, a], e[x, b], e[a, x]
-        fan_a = ~used[a] | shares_ab | shares_xa
-        fan_b = ~used[b] | shares_ab | shares_bx
-        fan_x = ~used[x] | shares_bx | shares_xa
-        attached = used[a] | used[b] | used[x] | may_start
+        open_fan = self.open_fan
+        fan_a = ~used[a] | shares_ab | shares_xa | open_fan[a]
+        fan_b = ~used[b] | shares_ab | shares_bx | open_fan[b]
+        fan_x = ~used[x] | shares_bx | shares_xa | open_fan[x]
+        attached = shares_ab | shares_bx | shares_xa | (may_start & ~used[a] & ~used[b] & ~used[x])
         return free & fan_a & fan_b & fan_x & attached & (x != a) & (x != b)
 
     def made(self, a: int, b: int, c: int) -> bool:
@@ -53,27 +56,68 @@ class HalfEdges:
         self.used[[a, b, c]] = True
         self.faces.append((a, b, c))
         self._vertex_sets.add(frozenset(face))
+        for v in face:
+            self.open_fan[v] = bool((self.edge[v] & ~self.edge[:, v]).any())
+
+    @property
+    def pinched(self) -> int:
+        """Vertices whose faces form more than one fan."""
+        return sum(1 for v in np.flatnonzero(self.used) if len(self._fans(int(v))) > 1)
+
+    def _fans(self, v: int) -> list[set[int]]:
+        faces = [f for f in self.faces if v in f]
+        groups: list[set[int]] = []
+        for f in faces:
+            others = set(f) - {v}
+            joined = [g for g in groups if g & others]
+            merged = others.union(*joined)
+            groups = [g for g in groups if not g & others] + [merged]
+        return groups
 
     @property
     def boundary(self) -> np.ndarray:
         """(k, 2) directed edges a -> b of one face whose reverse no face runs."""
         return np.argwhere(self.edge & ~self.edge.T)
 
-    def boundary_loops(self) -> list[list[int]]:
+    def boundary_loops(self, positions: np.ndarray, normals: np.ndarray) -> list[list[int]]:
         """Each hole as its vertices in order, v0 -> v1 -> ... along the faces' edges (the faces
-        that close it run them the other way). The fan rule keeps one outgoing boundary edge per
-        vertex, so the loops are simple."""
-        following = {int(a): int(b) for a, b in self.boundary}
+        that close it run them the other way). At a vertex with two fans the hole goes on along
+        the outgoing boundary edge met first turning counter-clockwise (about the vertex's
+        `normals`) from the edge it came by: the next side of the same gap."""
+        outgoing: dict[int, list[int]] = {}
+        for a, b in self.boundary.tolist():
+            outgoing.setdefault(a, []).append(b)
         loops = []
-        while following:
-            start, vertex = next(iter(following.items()))
-            loop = [start]
-            del following[start]
-            while vertex != start and vertex in following:
+        while outgoing:
+            start = next(iter(outgoing))
+            loop, previous, vertex = [start], None, start
+            while True:
+                choices = outgoing.get(vertex)
+                if not choices:
+                    break
+                following = choices[0] if len(choices) == 1 or previous is None else \
+                    _first_counter_clockwise(positions, normals[vertex], vertex, previous, choices)
+                choices.remove(following)
+                if not choices:
+                    del outgoing[vertex]
+                previous, vertex = vertex, following
+                if vertex == start:
+                    break
                 loop.append(vertex)
-                vertex = following.pop(vertex)
-            loops.append(loop)
+            if len(loop) >= 3:
+                loops.append(loop)
         return loops
+
+
+def _first_counter_clockwise(positions: np.ndarray, normal: np.ndarray, vertex: int, came_from: int,
+                             choices: list[int]) -> int:
+    back = positions[came_from] - positions[vertex]
+
+    def angle(w: int) -> float:
+        out = positions[w] - positions[vertex]
+        return float(np.arctan2(np.cross(back, out) @ normal, back @ out)) % (2 * np.pi)
+
+    return min(choices, key=angle)
 
 
 def _min_angle(corners: np.ndarray) -> float:
@@ -86,34 +130,27 @@ def _min_angle(corners: np.ndarray) -> float:
 
 
 def fill_holes(mesh: HalfEdges, positions: np.ndarray, loops: list[list[int]],
-               on_surface: Callable[[np.ndarray], bool]) -> list[Face]:
+               score: Callable[[Face], float], added: Callable[[Face], None]) -> None:
     """Close each loop by ear clipping: an ear (next, v, previous) runs the loop's two edges at v
     backwards and adds one edge, which must not exist yet (else an edge would get a third face).
-    Ears on the surface come first, then the widest (largest smallest angle). A loop with no such
-    ear left stays open. -> the faces added (also added to `mesh`)."""
-    added: list[Face] = []
+    The ear with the highest `score(face)` goes first (the caller ranks how well it sits on the
+    surface), ties broken by the largest smallest angle; each face made is added to `mesh`, then
+    reported to `added`. A loop with no such ear left stays open."""
     for loop in loops:
         loop = list(loop)
         while len(loop) >= 3:
-            best, best_score = None, -1.0
+            best, best_score = None, -np.inf
             for i, v in enumerate(loop):
                 previous, following = loop[i - 1], loop[(i + 1) % len(loop)]
-                closing = len(loop) == 3
-                if not closing and (mesh.edge[previous, following] or mesh.edge[following, previous]):
+                if mesh.edge[previous, following] or (len(loop) > 3 and mesh.edge[following, previous]):
                     continue
-                if closing and mesh.edge[previous, following]:
-                    continue
-                corners = positions[[following, v, previous]]
-                score = _min_angle(corners) + (10.0 if on_surface(corners) else 0.0)
-                if score > best_score:
-                    best, best_score = i, score
+                face = (following, v, previous)
+                rank = score(face) + _min_angle(positions[list(face)]) / np.pi
+                if rank > best_score:
+                    best, best_score = i, rank
             if best is None:
                 break
-            v = loop[best]
-            face = (loop[(best + 1) % len(loop)], v, loop[best - 1])
+            face = (loop[(best + 1) % len(loop)], loop[best], loop[best - 1])
             mesh.add(face)
-            added.append(face)
+            added(face)
             del loop[best]
-            if len(loop) == 2:
-                break
-    return added

@@ -3,8 +3,9 @@ so far stand over, which way does it face, and which loose piece of the input is
 
 "On the surface" is a lookup in a voxel grid of half the tolerance (voxels holding a dense surface
 sample, dilated by one): a KD-tree query per point cost more than the model's pass. Coverage is
-kept twice: per surface sample (the fraction an EOS rule reads) and per voxel (a face's
-footprint, for the overlap test of later faces)."""
+kept per surface sample: the samples a face projects onto, within the tolerance of its plane,
+are the ground it stands for (the EOS rule reads their fraction; a new face may stand over few
+that are taken already)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from backend.mesh.sample import sample_surface_faces
 TOLERANCE = 0.03  # distance to the surface (normalized frame, longest side 1.9) that counts as on it
 SURFACE_SAMPLES = 20000
 _BARYCENTRIC = np.array([(i, j, 6 - i - j) for i in range(7) for j in range(7 - i)], np.float64) / 6.0
-INTERIOR = (_BARYCENTRIC > 0).all(axis=1)  # the 10 samples off the edges: what overlap looks at
 
 
 def triangle_samples(corners: np.ndarray) -> np.ndarray:
@@ -84,7 +84,6 @@ class SurfaceIndex:
         occupied[self._voxel(self.points)] = True
         self._near = binary_dilation(occupied.reshape(self._dims), np.ones((3, 3, 3), bool)).ravel()
         self._near[-1] = False  # the id every point outside the grid maps to
-        self._footprint = np.zeros_like(occupied)
 
     def _voxel(self, points: np.ndarray) -> np.ndarray:
         """Flat voxel ids of points (..., 3); points outside the grid get the last id."""
@@ -93,28 +92,30 @@ class SurfaceIndex:
         flat = np.ravel_multi_index(tuple(np.moveaxis(np.clip(index, 0, self._dims - 1), -1, 0)), self._dims)
         return np.where(inside, flat, int(np.prod(self._dims)) - 1)
 
-    def on_surface(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """[..., S, 3] -> ([...] True where every sample lies near the surface (within about
-        the tolerance), [..., S] each sample's voxel, for `overlap`)."""
-        voxels = self._voxel(points)
-        return self._near[voxels].all(-1), voxels
+    def on_surface(self, points: np.ndarray) -> np.ndarray:
+        """[..., S, 3] -> [...] True where every sample lies near the surface (within about the
+        tolerance)."""
+        return self._near[self._voxel(points)].all(-1)
 
-    def overlap(self, voxels: np.ndarray) -> np.ndarray:
-        """[..., 28] voxels of `triangle_samples` -> [...] fraction of the interior ones that a
-        face made so far already stands over."""
-        return self._footprint[voxels[..., INTERIOR]].mean(axis=-1)
+    def under(self, triangles: np.ndarray, shrink: float = 1.0) -> list[np.ndarray]:
+        """The surface samples each triangle (m, 3, 3), scaled by `shrink` about its centroid,
+        stands over (`cover` marks those of the whole triangle)."""
+        result = []
+        for triangle in triangles:
+            centre = triangle.mean(axis=0)
+            triangle = centre + shrink * (triangle - centre)
+            reach = float(np.linalg.norm(triangle - centre, axis=1).max()) + self.tolerance
+            near = np.asarray(self.tree.query_ball_point(centre, r=reach), dtype=np.int64)
+            result.append(near[over_triangle(self.points[near], triangle, self.tolerance)] if len(near) else near)
+        return result
+
+    def overlap(self, samples: np.ndarray) -> float:
+        """Fraction of `samples` (from `under`) that faces made so far already stand over."""
+        return float(self.covered[samples].mean()) if len(samples) else 0.0
 
     def cover(self, triangle: np.ndarray) -> None:
-        """Account for a face made over `triangle` (3, 3): the samples it stands for and its
-        footprint in the voxel grid."""
-        centre = triangle.mean(axis=0)
-        reach = float(np.linalg.norm(triangle - centre, axis=1).max()) + self.tolerance
-        near = np.asarray(self.tree.query_ball_point(centre, r=reach), dtype=np.int64)
-        if len(near):
-            self.covered[near[over_triangle(self.points[near], triangle, self.tolerance)]] = True
-        steps = int(np.ceil(np.linalg.norm(triangle - np.roll(triangle, 1, axis=0), axis=1).max() / (self._cell / 2)))
-        grid = np.array([(i, j, steps - i - j) for i in range(steps + 1) for j in range(steps + 1 - i)]) / max(steps, 1)
-        self._footprint[self._voxel(grid @ triangle)] = True
+        """Account for a face made over `triangle` (3, 3)."""
+        self.covered[self.under(triangle[None])[0]] = True
 
     def covered_fraction(self, pieces: np.ndarray | None = None) -> float:
         """Share of the surface samples (of `pieces` only, when given) that faces stand over."""
