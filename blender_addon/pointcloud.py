@@ -21,12 +21,16 @@ DEFAULT_POINTS = 4096
 # mesh is reduced to fit.
 MAX_MESH_VERTICES = 65536
 MAX_MESH_FACES = 131072
-# Clustering cells across the longest side to try first: about two per step of the model's 7-bit
-# grid (121.6 steps across the points' box), so the reduction moves no vertex by more than the
-# model could resolve; a surface that still has too many triangles is clustered more coarsely.
-FIRST_CELLS = 256
-# What a too-dense result is rescaled towards: below the limit, since the count only follows the
-# square of the cells roughly.
+# Clustering cells across the longest side to try first: one per two steps of the model's 7-bit
+# grid (121.6 across the points' box), so vertices move by about a grid step at most, within the
+# backend constraint's tolerance (~1.9 steps). Finer is worse, not better: the backend picks its
+# vertex candidates by quadric decimation, which places them poorly on a finely clustered mesh's
+# slivers and folds. For Suzanne at 1M triangles (benchmarks/dense_addon.py), 32/48/64 cells gave
+# 188-191 faces covering 75-85 % of the surface, 80/96 cells 90-108 faces, 128+ cells under 80
+# faces covering 7 %; Blender's Decimate (collapse) to 114k triangles 187 faces, 69 %.
+FIRST_CELLS = 64
+# What a result still beyond the limits is rescaled towards: below them, since the count only
+# roughly follows the square of the cells.
 TARGET_FACES = 100_000
 MAX_ROUNDS = 8
 
@@ -100,10 +104,10 @@ def cluster_vertices(vertices: np.ndarray, triangles: np.ndarray, cell: float
 
 def reduce_triangles(vertices: np.ndarray, triangles: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray] | None:
-    """The mesh clustered finely enough for the model and coarsely enough to fit the protocol, or
-    None if nothing is left of it. Vertex clustering is numpy sorting and counting: 0.1-0.2 s a
-    round for 1M triangles, where Blender's Decimate (collapse) modifier took 12 s on the same
-    Suzanne (benchmarks/dense_addon.py), all of it on Blender's main thread."""
+    """The mesh clustered at the model's resolution, coarser if it still does not fit the protocol;
+    None if nothing is left of it. Vertex clustering is numpy sorting and counting, ~0.1 s a round
+    for 1M triangles, where Blender's Decimate (collapse) modifier took 16 s on the same Suzanne
+    (benchmarks/dense_addon.py), all of it on Blender's main thread."""
     extent = float(np.ptp(vertices, axis=0).max())
     cells = float(FIRST_CELLS)
     for _ in range(MAX_ROUNDS):
@@ -140,9 +144,9 @@ def _count(n: int) -> str:
     return f"{n / 1e6:.1f} M" if n >= 999_500 else f"{n / 1e3:.0f} k" if n >= 10_000 else str(n)
 
 
-def object_point_cloud(obj, depsgraph, count: int = DEFAULT_POINTS, seed: int = 0) -> ObjectSample:
-    """Sample the evaluated mesh of `obj` (a bpy Object) and take its triangles, reduced when they
-    are beyond the protocol's size. Raises PointCloudError with a plain message."""
+def evaluated_triangles(obj, depsgraph) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluated mesh of `obj` (modifiers applied), object space: float32 (n, 3) vertices and
+    its polygons fanned into int32 (m, 3) triangles. Raises PointCloudError with a plain message."""
     if obj.type != "MESH":
         raise PointCloudError(f"'{obj.name}' is a {obj.type.lower().replace('_', ' ')}, not a mesh; "
                               "select a mesh object")
@@ -161,8 +165,13 @@ def object_point_cloud(obj, depsgraph, count: int = DEFAULT_POINTS, seed: int = 
         evaluated.to_mesh_clear()
     if len(loop_start) == 0:
         raise PointCloudError(f"'{obj.name}' has no faces (after modifiers); there is no surface to follow")
-    vertices = vertices.reshape(-1, 3)
-    triangles = fan_triangles(loop_start, corner_vert)
+    return vertices.reshape(-1, 3), fan_triangles(loop_start, corner_vert)
+
+
+def object_point_cloud(obj, depsgraph, count: int = DEFAULT_POINTS, seed: int = 0) -> ObjectSample:
+    """Sample the evaluated mesh of `obj` (a bpy Object) and take its triangles, reduced when they
+    are beyond the protocol's size. Raises PointCloudError with a plain message."""
+    vertices, triangles = evaluated_triangles(obj, depsgraph)
     try:
         # From the full surface, not the reduced one: it costs ~0.1 s for 1M triangles, and the
         # points (what the model reads) stay the same whether or not the mesh had to be reduced.
