@@ -88,9 +88,9 @@ def create_output_object(source: bpy.types.Object) -> bpy.types.Object:
 
 
 def json_rows(array: np.ndarray, row_format: str) -> str:
-    """A 2-D array as JSON text (`[[…],…]`) by one %-format of all its numbers: ~3x faster than
-    tolist() + json.dumps, whose float repr dominated the ~0.2 s it took for a 100k-triangle mesh
-    on Blender's main thread. Raises ValueError for NaN or infinity, as json.dumps(allow_nan=False)."""
+    """A 2-D array as JSON text (`[[…],…]`) by one %-format of all its numbers: 2-2.5x faster
+    than tolist() + json.dumps (0.10 s against 0.26 s for 114k triangles on Blender's main thread).
+    Raises ValueError for NaN or infinity, as json.dumps(allow_nan=False) does."""
     if not np.isfinite(array).all():
         raise ValueError("Out of range float values are not JSON compliant")
     return "[" + ",".join([row_format] * len(array)) % tuple(array.ravel().tolist()) + "]"
