@@ -2,7 +2,9 @@
 same triangle count, on held-out inputs (issue 19, item 4).
 
     python benchmarks/retopo_compare.py [--quick] [--limit N] [--out out/retopo] [--name results]
-        [--specmesh-args "--faces 300"] [--procedural 10]   # needs bpy==5.0.1 (headless)
+        [--specmesh-args "--faces 300"] [--specmesh-rev HEAD] [--procedural 10]
+    # needs bpy==5.0.1 (headless); --specmesh-rev runs SpecMesh from a `git archive` copy of
+    # that commit, so other people's uncommitted backend edits stay out of the numbers
 
 For every input mesh:
   (a) SpecMesh: `specmesh generate IN -o OUT.obj --quads --threads 1 --stats-json F` as a
@@ -20,7 +22,7 @@ position itself, and samples and compares surfaces itself):
   normalization, longest side spanning [-0.95, 0.95], so a shrunk or shifted output counts),
   watertight (0 boundary, 0 non-manifold, 0 misoriented edges), boundary edges per face,
   non-manifold edges (> 2 faces), misoriented edges (two faces run the edge the same way),
-  pieces (edge-connected parts) of output and of input, sliver fraction (triangles, with quads
+  pieces (edge-connected parts; `vertex_pieces`: vertex-connected) of output and of input, sliver fraction (triangles, with quads
   and n-gons fan-split, whose smallest angle is < 10 degrees), quad ratio (quads / faces), wall
   seconds (SpecMesh: the whole subprocess, model load included; Blender: the operator, with its
   one size correction included).
@@ -162,13 +164,17 @@ class Reference:
         return (np.asarray(vertices, np.float64) - self.center) * self.scale
 
 
-def count_pieces(n_vertices: int, faces: list[list[int]]) -> int:
+def count_pieces(n_vertices: int, faces: list[list[int]], by: str = "edge") -> int:
     """Connected parts of the surface: faces sharing an edge are connected (two parts touching
-    at a single vertex, like Suzanne's eyes and head once welded, stay two)."""
+    at a single vertex, like Suzanne's eyes and head once welded, stay two); `by="vertex"`
+    connects faces sharing a vertex (Blender's loose parts)."""
     if not faces:
         return 0
     a = np.concatenate([np.asarray(f, np.int64) for f in faces])
     b = np.concatenate([np.roll(np.asarray(f, np.int64), -1) for f in faces])
+    if by == "vertex":
+        graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n_vertices, n_vertices))
+        return int(len(np.unique(connected_components(graph, directed=False)[1][a])))
     face_of = np.repeat(np.arange(len(faces)), [len(f) for f in faces])
     keys = np.minimum(a, b) * (n_vertices + 1) + np.maximum(a, b)
     order = np.argsort(keys, kind="stable")
@@ -234,6 +240,7 @@ def measure(vertices: np.ndarray, faces: list[list[int]], reference: Reference |
                            and edges["misoriented_edges"] == 0),
         "boundary_per_face": edges["boundary_edges"] / max(len(f), 1),
         "pieces": count_pieces(len(v), f),
+        "vertex_pieces": count_pieces(len(v), f, by="vertex"),
         "sliver_fraction": float((angles < SLIVER_DEGREES).mean()) if len(angles) else 0.0,
         "quad_ratio": quads / max(len(f), 1),
     })
@@ -434,6 +441,23 @@ def run_specmesh(source: Path, out: Path, extra: list[str], timeout: float, chec
     return out, info
 
 
+def checkout(rev: str) -> tuple[Path, str]:
+    """A `git archive` copy of `rev` under out/retopo_checkouts/SHA (made once): SpecMesh as
+    committed, whatever is being edited in this tree."""
+    import io
+    import tarfile
+
+    sha = subprocess.run(["git", "rev-parse", "--short", rev], capture_output=True, text=True, cwd=REPO,
+                         check=True).stdout.strip()
+    dest = REPO / "out" / "retopo_checkouts" / sha
+    if not (dest / "backend" / "__main__.py").exists():
+        archive = subprocess.run(["git", "archive", sha], capture_output=True, cwd=REPO, check=True).stdout
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(dest, filter="data")
+    return dest, sha
+
+
 def median(values: list) -> float | None:
     values = [float(v) for v in values if v is not None]
     return float(np.median(values)) if values else None
@@ -547,17 +571,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inputs-cache", default="out/retopo_inputs")
     parser.add_argument("--meshes", default="out/retopo_meshes", help="where the outputs' .obj files go")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per SpecMesh run")
+    parser.add_argument("--specmesh-rev", default=None,
+                        help="run SpecMesh as committed at this revision (a `git archive` copy under "
+                             "out/retopo_checkouts/), so uncommitted edits in this tree do not leak into a baseline")
     parser.add_argument("--specmesh-repo", default=str(REPO),
-                        help="checkout whose backend runs SpecMesh (e.g. a `git archive HEAD` copy, so that "
-                             "uncommitted edits in this tree do not leak into a baseline)")
+                        help="checkout whose backend runs SpecMesh (default: this tree as it is)")
     args = parser.parse_args(argv)
     os.chdir(REPO)
     extra = shlex.split(args.specmesh_args)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "backend"], capture_output=True,
-                           text=True, cwd=REPO).stdout.strip()
-    if Path(args.specmesh_repo).resolve() == REPO and dirty:
-        commit += "+uncommitted backend edits"
+    if args.specmesh_rev:
+        specmesh_repo, commit = checkout(args.specmesh_rev)
+    else:
+        specmesh_repo = Path(args.specmesh_repo).resolve()
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=REPO).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "backend"],
+                               capture_output=True, text=True, cwd=REPO).stdout.strip()
+        if specmesh_repo != REPO:
+            commit = f"tree at {specmesh_repo}"
+        elif dirty:
+            commit += "+uncommitted backend edits"
     inputs = build_inputs(Path(args.inputs_cache), args.procedural)
     if args.quick:
         inputs = [i for i in inputs if i[0] in QUICK]
@@ -575,8 +608,7 @@ def main(argv: list[str] | None = None) -> int:
                 "input_faces": input_row["faces"], "input_triangles": input_row["triangles"],
                 "input_watertight": input_row["watertight"], "input_pieces": reference.pieces}
         # (a) SpecMesh
-        produced, info = run_specmesh(path, meshes / f"{name}.specmesh.obj", extra, args.timeout,
-                                      Path(args.specmesh_repo).resolve())
+        produced, info = run_specmesh(path, meshes / f"{name}.specmesh.obj", extra, args.timeout, specmesh_repo)
         row = {**base, "method": "specmesh", "seconds": info["seconds"]}
         if "stats" in info:
             row["specmesh_stats"] = info["stats"]
@@ -614,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {"command": "python benchmarks/retopo_compare.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-              "commit": commit, "specmesh_repo": str(Path(args.specmesh_repo).resolve()),
+              "commit": commit, "specmesh_repo": str(specmesh_repo),
               "specmesh_args": ["--quads", *extra] + ([] if "--threads" in extra else ["--threads", "1"]),
               "samples": SAMPLES, "sliver_degrees": SLIVER_DEGREES,
               "medians": summary, "rows": rows}
