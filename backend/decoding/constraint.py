@@ -91,6 +91,8 @@ class InputConstraint:
         # it, its samples' voxels): geometry only, so it never goes stale.
         self._geometry: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._seconds: dict[int, np.ndarray] = {}
+        self._thirds: dict[tuple[int, int], np.ndarray] = {}  # for the current version
+        self._thirds_version = 0
         self._witness: dict[int, tuple[int, int]] = {}  # centre -> (v, w) of a face still allowed
         self._open: tuple[int, np.ndarray] | None = None  # (version when computed, open centres)
 
@@ -124,7 +126,18 @@ class InputConstraint:
 
     # -- topology and coverage (change with every face) -----------------------------------------
     def _third(self, centre: int, last: int) -> np.ndarray:
-        """Candidates v such that face (centre, last, v) may be made now, in either winding."""
+        """Candidates v such that face (centre, last, v) may be made now, in either winding
+        (read-only; the masks, the witnesses and EOS ask for the same pairs many times between
+        two faces)."""
+        if self._thirds_version != self.version:
+            self._thirds.clear()
+            self._thirds_version = self.version
+        key = (centre, last)
+        if key not in self._thirds:
+            self._thirds[key] = self._compute_third(centre, last)
+        return self._thirds[key]
+
+    def _compute_third(self, centre: int, last: int) -> np.ndarray:
         third, under = self._triangles(centre, last)
         ok = np.zeros(len(self.positions), dtype=bool)
         if len(third) == 0:
@@ -264,8 +277,8 @@ class InputConstraint:
         if centre is None:
             return every
         if placed == 1:  # the next vertex must leave a face to make with it
-            second = self._second(centre).copy()
-            for v in np.flatnonzero(second):
+            second = np.zeros(len(self.positions), dtype=bool)
+            for v in np.flatnonzero(self._second(centre)):
                 second[v] = self._third(centre, int(v)).any()
             return second
         last = self._vertex(state.face_vertices[-1])

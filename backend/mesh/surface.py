@@ -100,12 +100,14 @@ class SurfaceIndex:
     def under(self, triangles: np.ndarray, shrink: float = 1.0) -> list[np.ndarray]:
         """The surface samples each triangle (m, 3, 3), scaled by `shrink` about its centroid,
         stands over (`cover` marks those of the whole triangle)."""
+        if len(triangles) == 0:
+            return []
+        centres = triangles.mean(axis=1)
+        triangles = centres[:, None] + shrink * (triangles - centres[:, None])
+        reach = np.linalg.norm(triangles - centres[:, None], axis=2).max(axis=1) + self.tolerance
         result = []
-        for triangle in triangles:
-            centre = triangle.mean(axis=0)
-            triangle = centre + shrink * (triangle - centre)
-            reach = float(np.linalg.norm(triangle - centre, axis=1).max()) + self.tolerance
-            near = np.asarray(self.tree.query_ball_point(centre, r=reach), dtype=np.int64)
+        for triangle, near in zip(triangles, self.tree.query_ball_point(centres, r=reach)):
+            near = np.asarray(near, dtype=np.int64)
             result.append(near[over_triangle(self.points[near], triangle, self.tolerance)] if len(near) else near)
         return result
 
