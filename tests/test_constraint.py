@@ -1,5 +1,6 @@
 """Decoding on the input mesh (backend.decoding.constraint): vertices from the input's candidates,
-faces on its surface, no stacked faces, EOS only once the input is covered; with any model."""
+faces on its surface and on the decimation's edges, an oriented manifold by construction, closed
+inputs closed at the end; with any model, even an untrained one."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import pytest
 import torch
 import trimesh
 
-from backend.decoding.constraint import InputConstraint, input_constraint, over_triangle
+from backend.decoding.constraint import InputConstraint, input_constraint
 from backend.decoding.pipeline import Generator
 from backend.generation import generate
 from backend.inputs import from_mesh
-from backend.mesh.candidates import candidate_grid, decimated_vertices
+from backend.mesh.cleanup import mesh_report
+from backend.mesh.surface import over_triangle
 from backend.mesh.normalize import Normalization
 from backend.model.config import ModelConfig, load_preset
 from backend.model.decoder import MeshTransformer
@@ -33,8 +35,7 @@ def untrained() -> Generator:
 def box_constraint(dims=(1.0, 0.6, 0.4)) -> tuple[InputConstraint, np.ndarray]:
     box = trimesh.creation.box(dims)
     v = Normalization.fit(box.vertices).apply(box.vertices)
-    cells = candidate_grid(decimated_vertices(v, box.faces, 16), 16)
-    return input_constraint(cells, v, np.asarray(box.faces)), v
+    return input_constraint(v, np.asarray(box.faces), 300)[1], v
 
 
 def test_first_vertices_are_candidates_and_eos_waits_for_coverage():
@@ -54,10 +55,10 @@ def test_faces_through_the_inside_are_refused():
     ids = [corner[min(corner, key=lambda k: np.linalg.norm(np.array(k) - p))] for p in v]
     a, b = ids[0], ids[7]  # opposite corners: their edge is the cube's diagonal
     assert not constraint._second(a)[b]
-    assert constraint._second(a).sum() == 6  # 3 edges and 3 face diagonals
+    assert constraint._second(a).sum() == 6  # 3 edges and 3 face diagonals (a side's two triangles or their flip)
 
 
-def test_coverage_grows_only_over_the_face():
+def test_over_triangle_is_the_face_not_a_band_around_it():
     tri = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     points = np.array([[0.2, 0.2, 0.01], [0.8, 0.8, 0.0], [0.2, 0.2, 0.5]])
     assert over_triangle(points, tri, 0.05).tolist() == [True, False, False]
@@ -76,6 +77,34 @@ def test_an_untrained_model_stays_on_a_box(untrained: Generator, mode: str):
     assert np.linalg.norm(used[:, None] - corners[None], axis=2).min(axis=1).max() < 0.01
     if result.stats["stop_reason"] == "eos":
         assert result.stats["coverage"] >= 0.95
+
+
+@pytest.mark.parametrize("mode", ["ar", "speculative"])
+@pytest.mark.parametrize("shape", ["icosphere", "cylinder", "two_boxes"])
+def test_an_untrained_model_makes_closed_inputs_watertight(untrained: Generator, mode: str, shape: str):
+    """Whatever the model picks, the rules keep an oriented manifold and the fill closes it."""
+    mesh = {"icosphere": lambda: trimesh.creation.icosphere(3),
+            "cylinder": lambda: trimesh.creation.cylinder(0.4, 1.2, sections=40),
+            "two_boxes": lambda: trimesh.util.concatenate([trimesh.creation.box((1, 1, 1)),
+                                                          trimesh.creation.box((1, 1, 1)).apply_translation((2.5, 0, 0))]),
+            }[shape]()
+    cloud = from_mesh(mesh, count=1024)
+    result = generate(untrained, cloud.points, cloud.normals,
+                      GenerateOptions(mode=mode, faces=120, seed=2), mesh=cloud.source_mesh)
+    report = mesh_report(result.vertices, result.faces)
+    assert report["boundary_edges"] == 0 and report["nonmanifold_edges"] == 0 and report["flipped_edges"] == 0
+    assert report["pieces"] == len(mesh.split(only_watertight=False))
+    assert report["inward_patches"] == 0
+
+
+def test_the_face_count_follows_the_target(untrained: Generator):
+    sphere = trimesh.creation.icosphere(4)  # 5,120 triangles
+    cloud = from_mesh(sphere, count=1024)
+    for target in (60, 200):
+        result = generate(untrained, cloud.points, cloud.normals, GenerateOptions(mode="ar", faces=target, seed=0),
+                          mesh=cloud.source_mesh)
+        assert abs(len(result.faces) - target) <= 0.15 * target
+        assert result.stats["coverage"] >= 0.97
 
 
 def test_free_vertices_turns_the_constraint_off(untrained: Generator):

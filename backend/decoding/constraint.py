@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from backend.mesh.candidates import PAD, candidate_grid, decimate
-from backend.mesh.halfedges import HalfEdges, fill_holes
+from backend.mesh.halfedges import HalfEdges, fan_hole, fill_holes, min_angle
 from backend.mesh.quantize import dequantize, quantize_coords
 from backend.mesh.surface import SurfaceIndex, triangle_samples
 from backend.tokenizer.grammar import GrammarState, Kind
@@ -36,7 +36,9 @@ COVERAGE = 0.99   # fraction of an open piece's surface samples to cover before 
 OVERLAP = 0.1     # largest covered fraction of the samples under a new face's core
 CORE = 0.75       # the core: the face scaled about its centroid (on a curved surface the ground
                   # just inside a shared edge may also lie within tolerance of the neighbour's plane)
-INSIDE_MARGIN = 0.02  # barycentric slack: a candidate this close to a face's edge counts as on it
+INSIDE_MARGIN = 0.01  # barycentric slack: a candidate this close to a face's edge counts as on it
+ON_FACE = 1.0 / 128   # half a grid step: a candidate this near a face's plane lies on the face (a T-junction
+                      # or a skipped vertex); a looser test would catch a side's vertex near a rim
 
 
 def candidates_over(corners: np.ndarray, points: np.ndarray, tolerance: float) -> np.ndarray:
@@ -55,10 +57,12 @@ def candidates_over(corners: np.ndarray, points: np.ndarray, tolerance: float) -
 
 class InputConstraint:
     def __init__(self, cells: np.ndarray, surface: SurfaceIndex, edges: np.ndarray | None = None,
-                 crossing: np.ndarray | None = None, coverage: float = COVERAGE) -> None:
+                 crossing: np.ndarray | None = None, seeds: np.ndarray | None = None,
+                 coverage: float = COVERAGE) -> None:
         """cells: candidate grid cells (k, 3) xyz (PAD rows ignored); surface: the normalized
         input; edges: (e, 2) pairs of candidate rows that a face may have as an edge (None: any);
-        crossing: (k, 2, 2) pairs of those edges that cross (once one is made, the other is not)."""
+        crossing: (k, 2, 2) pairs of those edges that cross (once one is made, the other is not);
+        seeds: (f, 3) faces `finish` may start a piece the model left untouched with."""
         cells = np.asarray(cells, np.int64).reshape(-1, 3)
         cells = cells[cells[:, 0] != PAD]
         if len(cells) == 0:
@@ -80,6 +84,13 @@ class InputConstraint:
         if edges is not None:
             self.edges[:] = False
             self.edges[edges[:, 0], edges[:, 1]] = self.edges[edges[:, 1], edges[:, 0]] = True
+        self.seeds = np.zeros((0, 3), np.int64) if seeds is None else np.asarray(seeds, np.int64).reshape(-1, 3)
+        # A flip's faces are half of a flipped pair: one flip edge and two of the decimation's.
+        self.flip = np.zeros_like(self.edges)
+        for first, second in (() if crossing is None else crossing.tolist()):
+            for p, q in (first, second):
+                if not self._is_decimation_edge(p, q, seeds):
+                    self.flip[p, q] = self.flip[q, p] = True
         self.blocked = np.zeros_like(self.edges)  # edges crossing one made
         self._crossing: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for first, second in (() if crossing is None else crossing.tolist()):
@@ -97,6 +108,12 @@ class InputConstraint:
         self._open: tuple[int, np.ndarray] | None = None  # (version when computed, open centres)
 
     # -- geometry (static) --------------------------------------------------------------------
+    @staticmethod
+    def _is_decimation_edge(p: int, q: int, seeds: np.ndarray | None) -> bool:
+        if seeds is None:
+            return False
+        return bool(((seeds == p).any(axis=1) & (seeds == q).any(axis=1)).any())
+
     def _second(self, centre: int) -> np.ndarray:
         """Candidates v whose edge (centre, v) lies on the surface."""
         if centre not in self._seconds:
@@ -116,11 +133,12 @@ class InputConstraint:
             corners = np.concatenate([np.broadcast_to(self.positions[[centre, last]], (len(third), 2, 3)),
                                       self.positions[third, None, :]], axis=1)
             normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-            over = candidates_over(corners, self.positions, self.tolerance)
+            over = candidates_over(corners, self.positions, ON_FACE)
             over[:, [centre, last]] = False
             over[np.arange(len(third)), third] = False
+            flips = self.flip[centre, last] + self.flip[centre, third].astype(int) + self.flip[last, third]
             keep = (self.surface.on_surface(triangle_samples(corners)) & (np.linalg.norm(normal, axis=1) > 1e-6)
-                    & ~over.any(axis=1))
+                    & ~over.any(axis=1) & (flips <= 1))
             self._geometry[key] = (third[keep], self.surface.under(corners[keep], CORE))
         return self._geometry[key]
 
@@ -197,15 +215,36 @@ class InputConstraint:
                 self.blocked[p, q] = self.blocked[q, p] = True
 
     def finish(self) -> list[np.ndarray]:
-        """Close the holes left on closed input pieces (ear clipping over the candidates; ears
-        that keep the rules a decoded face keeps go first) -> the faces added, as corner cells
-        (3, 3), wound like their neighbours."""
-        normals = self.surface.normals[self.surface.nearest(self.positions)]
-        loops = [loop for loop in self.mesh.boundary_loops(self.positions, normals) if self.closed_piece[loop].all()]
+        """Complete what the model left: grow every front by the rules alone (the widest legal
+        face on a boundary edge first; a piece the model never started from one of the
+        decimation's faces), then close the holes left on closed input pieces by ear clipping
+        (ears that keep the rules go first) -> the faces added, as corner cells (3, 3), wound
+        like their neighbours."""
+        faces: list[tuple[int, int, int]] = []
+        while (face := self._next_rule_face()) is not None:
+            self._add_face(face)
+            faces.append(face)
+        faces += self._close_holes()
+        self.filled += len(faces)
+        return [self.cells[list(face)] for face in faces]
+
+    def _next_rule_face(self) -> tuple[int, int, int] | None:
+        for a, b in self.mesh.boundary.tolist():  # a new face runs a boundary edge backwards
+            ok = np.flatnonzero(self._third(b, a))
+            if len(ok):
+                x = max(ok.tolist(), key=lambda x: min_angle(self.positions[[b, a, x]]))
+                return self._wound([b, a, x])
+        for seed in self.seeds.tolist():
+            if not self.started[self.piece[seed[0]]] and (face := self._wound(seed)) is not None:
+                return face
+        return None
+
+    def _close_holes(self) -> list[tuple[int, int, int]]:
+        loops = self._closed_loops()
 
         def score(face: tuple[int, int, int]) -> float:
             corners = self.positions[list(face)]
-            over = candidates_over(corners[None], self.positions, self.tolerance)[0]
+            over = candidates_over(corners[None], self.positions, ON_FACE)[0]
             over[list(face)] = False
             a, b, c = face
             allowed = (self.edges[a, b] and self.edges[b, c] and self.edges[c, a]
@@ -222,8 +261,27 @@ class InputConstraint:
             faces.append(face)
 
         fill_holes(self.mesh, self.positions, loops, score, added)
-        self.filled += len(faces)
-        return [self.cells[list(face)] for face in faces]
+        for loop in self._closed_loops():  # no ear left: a fan around a new vertex on the surface
+            centre = self._new_vertex(self.positions[loop].mean(axis=0), self.piece[loop[0]])
+            if centre is not None and len(set(loop)) == len(loop):
+                fan_hole(self.mesh, loop, centre, added)
+        return faces
+
+    def _closed_loops(self) -> list[list[int]]:
+        normals = self.surface.normals[self.surface.nearest(self.positions)]
+        return [loop for loop in self.mesh.boundary_loops(self.positions, normals) if self.closed_piece[loop].all()]
+
+    def _new_vertex(self, point: np.ndarray, piece: int) -> int | None:
+        """A vertex at the surface sample nearest `point` (its grid cell), or None when that cell
+        is a candidate already."""
+        cell = quantize_coords(self.surface.points[self.surface.nearest(point)])
+        if (self.cells == cell).all(axis=1).any():
+            return None
+        self.cells = np.vstack([self.cells, cell])
+        self.positions = np.vstack([self.positions, dequantize(cell[None])])
+        self.piece = np.append(self.piece, piece)
+        self.closed_piece = np.append(self.closed_piece, self.surface.piece_closed[piece])
+        return self.mesh.grow()
 
     def covered_fraction(self) -> float:
         return self.surface.covered_fraction()
@@ -316,12 +374,14 @@ class InputConstraint:
         return allowed
 
 
-def candidate_edges(cells: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def candidate_edges(cells: np.ndarray, vertices: np.ndarray, faces: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The edges a face may have, as rows of `cells`: those of the decimated mesh (`vertices`,
     `faces`) and, for two of its triangles sharing an edge, the other diagonal (the flip a quad or
     a better triangle may need); faces over other pairs would be long and thin, the decimation
-    already chose which vertices neighbour each other. -> ((e, 2) edges, (k, 2) pairs of them
-    that cross: an edge and its flip, and the flips of two edges of one triangle)."""
+    already chose which vertices neighbour each other. -> ((e, 2) edges, (k, 2, 2) pairs of them
+    that cross: an edge and its flip, and the flips of two edges of one triangle; (f, 3) the
+    decimation's faces as rows of `cells`)."""
     row = {tuple(c): i for i, c in enumerate(cells.tolist())}
     ids = np.array([row.get(tuple(c), -1) for c in quantize_coords(vertices).tolist()], np.int64)[faces]
     ids = ids[(ids >= 0).all(axis=1) & (ids[:, 0] != ids[:, 1]) & (ids[:, 1] != ids[:, 2]) & (ids[:, 2] != ids[:, 0])]
@@ -336,7 +396,7 @@ def candidate_edges(cells: np.ndarray, vertices: np.ndarray, faces: np.ndarray) 
         sides = [side for side in sides if side is not None]
         crossing += [(sides[i], sides[j]) for i in range(len(sides)) for j in range(i + 1, len(sides))]
     edges = np.array(sorted(set(opposite) | set(flip.values())), np.int64).reshape(-1, 2)
-    return edges, np.array(crossing, np.int64).reshape(-1, 2, 2)
+    return edges, np.array(crossing, np.int64).reshape(-1, 2, 2), ids
 
 
 def input_constraint(vertices: np.ndarray, faces: np.ndarray, target_faces: int, seed: int = 0
@@ -353,5 +413,5 @@ def input_constraint(vertices: np.ndarray, faces: np.ndarray, target_faces: int,
     samples = triangle_samples(decimated[decimated_faces]).reshape(-1, 3)
     deviation = float(np.quantile(probe.tree.query(samples)[0], 0.99)) if len(samples) else 0.0
     surface = probe if deviation <= probe.tolerance else SurfaceIndex(vertices, faces, seed, tolerance=1.25 * deviation)
-    edges, crossing = candidate_edges(cells, decimated, decimated_faces)
-    return cells, InputConstraint(cells, surface, edges, crossing)
+    edges, crossing, seeds = candidate_edges(cells, decimated, decimated_faces)
+    return cells, InputConstraint(cells, surface, edges, crossing, seeds)

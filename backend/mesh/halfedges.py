@@ -47,6 +47,13 @@ class HalfEdges:
         attached = shares_ab | shares_bx | shares_xa | (may_start & ~used[a] & ~used[b] & ~used[x])
         return free & fan_a & fan_b & fan_x & attached & (x != a) & (x != b)
 
+    def grow(self) -> int:
+        """Room for one more vertex (a hole's centre); -> its id."""
+        self.edge = np.pad(self.edge, ((0, 1), (0, 1)))
+        self.used = np.append(self.used, False)
+        self.open_fan = np.append(self.open_fan, False)
+        return len(self.used) - 1
+
     def made(self, a: int, b: int, c: int) -> bool:
         return frozenset((a, b, c)) in self._vertex_sets
 
@@ -120,7 +127,7 @@ def _first_counter_clockwise(positions: np.ndarray, normal: np.ndarray, vertex: 
     return min(choices, key=angle)
 
 
-def _min_angle(corners: np.ndarray) -> float:
+def min_angle(corners: np.ndarray) -> float:
     edges = [corners[(i + 1) % 3] - corners[i] for i in range(3)]
     lengths = [float(np.linalg.norm(e)) for e in edges]
     if min(lengths) < 1e-12:
@@ -135,7 +142,7 @@ def fill_holes(mesh: HalfEdges, positions: np.ndarray, loops: list[list[int]],
     backwards and adds one edge, which must not exist yet (else an edge would get a third face).
     The ear with the highest `score(face)` goes first (the caller ranks how well it sits on the
     surface), ties broken by the largest smallest angle; each face made is added to `mesh`, then
-    reported to `added`. A loop with no such ear left stays open."""
+    reported to `added`. A loop with no such ear left stays open (`fan_hole` closes it)."""
     for loop in loops:
         loop = list(loop)
         while len(loop) >= 3:
@@ -145,7 +152,7 @@ def fill_holes(mesh: HalfEdges, positions: np.ndarray, loops: list[list[int]],
                 if mesh.edge[previous, following] or (len(loop) > 3 and mesh.edge[following, previous]):
                     continue
                 face = (following, v, previous)
-                rank = score(face) + _min_angle(positions[list(face)]) / np.pi
+                rank = score(face) + min_angle(positions[list(face)]) / np.pi
                 if rank > best_score:
                     best, best_score = i, rank
             if best is None:
@@ -154,3 +161,12 @@ def fill_holes(mesh: HalfEdges, positions: np.ndarray, loops: list[list[int]],
             mesh.add(face)
             added(face)
             del loop[best]
+
+
+def fan_hole(mesh: HalfEdges, loop: list[int], centre: int, added: Callable[[Face], None]) -> None:
+    """Close a loop of distinct vertices with a fan around a new vertex `centre` (every edge it
+    adds is new, so no edge gets a third face)."""
+    for a, b in zip(loop, loop[1:] + loop[:1]):
+        face = (b, a, centre)
+        mesh.add(face)
+        added(face)
