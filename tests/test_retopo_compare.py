@@ -8,7 +8,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from addon_fixtures import REPO_ROOT
 
 _spec = importlib.util.spec_from_file_location("retopo_compare", REPO_ROOT / "benchmarks" / "retopo_compare.py")
 rc = importlib.util.module_from_spec(_spec)

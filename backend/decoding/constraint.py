@@ -262,9 +262,10 @@ class InputConstraint:
 
         fill_holes(self.mesh, self.positions, loops, score, added)
         for loop in self._closed_loops():  # no ear left: a fan around a new vertex on the surface
-            centre = self._new_vertex(self.positions[loop].mean(axis=0), self.piece[loop[0]])
-            if centre is not None and len(set(loop)) == len(loop):
-                fan_hole(self.mesh, loop, centre, added)
+            for simple in _simple_loops(loop):
+                centre = self._new_vertex(self.positions[simple].mean(axis=0), self.piece[simple[0]])
+                if centre is not None:
+                    fan_hole(self.mesh, simple, centre, added)
         return faces
 
     def _closed_loops(self) -> list[list[int]]:
@@ -272,16 +273,18 @@ class InputConstraint:
         return [loop for loop in self.mesh.boundary_loops(self.positions, normals) if self.closed_piece[loop].all()]
 
     def _new_vertex(self, point: np.ndarray, piece: int) -> int | None:
-        """A vertex at the surface sample nearest `point` (its grid cell), or None when that cell
-        is a candidate already."""
-        cell = quantize_coords(self.surface.points[self.surface.nearest(point)])
-        if (self.cells == cell).all(axis=1).any():
-            return None
-        self.cells = np.vstack([self.cells, cell])
-        self.positions = np.vstack([self.positions, dequantize(cell[None])])
-        self.piece = np.append(self.piece, piece)
-        self.closed_piece = np.append(self.closed_piece, self.surface.piece_closed[piece])
-        return self.mesh.grow()
+        """A vertex in a free grid cell near `point`: at the nearest surface sample, else at the
+        point, else one step off either; None when all of those are taken."""
+        sample = self.surface.points[self.surface.nearest(point)]
+        steps = [np.zeros(3)] + [np.eye(3)[i] * sign for i in range(3) for sign in (1, -1)]
+        for cell in [quantize_coords(sample)] + [quantize_coords(point) + step.astype(np.int64) for step in steps]:
+            if not (self.cells == cell).all(axis=1).any() and ((cell >= 0) & (cell < 128)).all():
+                self.cells = np.vstack([self.cells, cell])
+                self.positions = np.vstack([self.positions, dequantize(cell[None])])
+                self.piece = np.append(self.piece, piece)
+                self.closed_piece = np.append(self.closed_piece, self.surface.piece_closed[piece])
+                return self.mesh.grow()
+        return None
 
     def covered_fraction(self) -> float:
         return self.surface.covered_fraction()
@@ -372,6 +375,15 @@ class InputConstraint:
             if narrowed.any():
                 return narrowed
         return allowed
+
+
+def _simple_loops(loop: list[int]) -> list[list[int]]:
+    """A loop that passes a vertex twice, split there into loops that do not."""
+    for i, v in enumerate(loop):
+        if v in loop[i + 1:]:
+            j = loop.index(v, i + 1)
+            return _simple_loops(loop[i:j]) + _simple_loops(loop[j:] + loop[:i])
+    return [loop] if len(loop) >= 3 else []
 
 
 def candidate_edges(cells: np.ndarray, vertices: np.ndarray, faces: np.ndarray

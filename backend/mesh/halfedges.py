@@ -152,7 +152,10 @@ def fill_holes(mesh: HalfEdges, positions: np.ndarray, loops: list[list[int]],
                 if mesh.edge[previous, following] or (len(loop) > 3 and mesh.edge[following, previous]):
                     continue
                 face = (following, v, previous)
-                rank = score(face) + min_angle(positions[list(face)]) / np.pi
+                angle = min_angle(positions[list(face)])
+                if angle < 1e-3:  # three corners in a line: no face at all
+                    continue
+                rank = score(face) + angle / np.pi
                 if rank > best_score:
                     best, best_score = i, rank
             if best is None:
