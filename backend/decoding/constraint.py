@@ -181,7 +181,9 @@ class InputConstraint:
         if forward and backward:  # a new piece's first face: wound as the input faces
             corners = self.positions[[a, b, c]]
             normal = np.cross(corners[1] - corners[0], corners[2] - corners[0])
-            facing = self.surface.normals[self.surface.nearest(corners.mean(axis=0))]
+            under = self.surface.under(corners[None])[0]
+            facing = (self.surface.normals[under].sum(axis=0) if len(under)
+                      else self.surface.normals[self.surface.nearest(corners.mean(axis=0))])
             forward = float(normal @ facing) >= 0
         if forward:
             return a, b, c
@@ -263,7 +265,7 @@ class InputConstraint:
         fill_holes(self.mesh, self.positions, loops, score, added)
         for loop in self._closed_loops():  # no ear left: a fan around a new vertex on the surface
             for simple in _simple_loops(loop):
-                centre = self._new_vertex(self.positions[simple].mean(axis=0), self.piece[simple[0]])
+                centre = self._new_vertex(simple)
                 if centre is not None:
                     fan_hole(self.mesh, simple, centre, added)
         return faces
@@ -272,15 +274,21 @@ class InputConstraint:
         normals = self.surface.normals[self.surface.nearest(self.positions)]
         return [loop for loop in self.mesh.boundary_loops(self.positions, normals) if self.closed_piece[loop].all()]
 
-    def _new_vertex(self, point: np.ndarray, piece: int) -> int | None:
-        """A vertex in a free grid cell near `point`: at the nearest surface sample, else at the
-        point, else one step off either; None when all of those are taken."""
+    def _new_vertex(self, loop: list[int]) -> int | None:
+        """A vertex to fan `loop` around, in a free grid cell near its centre (at the nearest
+        surface sample, else at the centre, else one step off either) from which no fan face is
+        flat; None when there is none."""
+        point = self.positions[loop].mean(axis=0)
         sample = self.surface.points[self.surface.nearest(point)]
-        steps = [np.zeros(3)] + [np.eye(3)[i] * sign for i in range(3) for sign in (1, -1)]
-        for cell in [quantize_coords(sample)] + [quantize_coords(point) + step.astype(np.int64) for step in steps]:
-            if not (self.cells == cell).all(axis=1).any() and ((cell >= 0) & (cell < 128)).all():
+        steps = [np.zeros(3, np.int64)] + [np.eye(3, dtype=np.int64)[i] * sign for i in range(3) for sign in (1, -1)]
+        for cell in [quantize_coords(sample)] + [quantize_coords(point) + step for step in steps]:
+            position = dequantize(cell[None])[0]
+            flat = any(min_angle(np.array([self.positions[b], self.positions[a], position])) < 1e-3
+                       for a, b in zip(loop, loop[1:] + loop[:1]))
+            if not flat and not (self.cells == cell).all(axis=1).any() and ((cell >= 0) & (cell < 128)).all():
+                piece = self.piece[loop[0]]
                 self.cells = np.vstack([self.cells, cell])
-                self.positions = np.vstack([self.positions, dequantize(cell[None])])
+                self.positions = np.vstack([self.positions, position[None]])
                 self.piece = np.append(self.piece, piece)
                 self.closed_piece = np.append(self.closed_piece, self.surface.piece_closed[piece])
                 return self.mesh.grow()
