@@ -82,8 +82,9 @@ def test_generator_reads_candidates_from_a_mesh_input():
     generator = Generator(model, None, model.config)
     box = trimesh.creation.box((1.0, 2.0, 0.5))
     points, normals = trimesh.sample.sample_surface(box, 512, seed=0)[0], None
-    _, with_mesh, cells = generator.encode(points, normals, seed=0, mesh=(box.vertices, box.faces))
-    _, bare, _ = generator.encode(points, normals, seed=0)
+    _, with_mesh, constraint = generator.encode(points, normals, GenerateOptions(), mesh=(box.vertices, box.faces))
+    _, bare, _ = generator.encode(points, normals, GenerateOptions())
+    assert constraint is not None
     assert not torch.allclose(with_mesh, bare)
     result = list(generator.stream(points, normals, GenerateOptions(mode="ar", max_faces=5),
                                    mesh=(box.vertices, box.faces)))

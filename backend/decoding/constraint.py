@@ -105,7 +105,10 @@ class InputConstraint:
         self._thirds: dict[tuple[int, int], np.ndarray] = {}  # for the current version
         self._thirds_version = 0
         self._witness: dict[int, tuple[int, int]] = {}  # centre -> (v, w) of a face still allowed
-        self._open: tuple[int, np.ndarray] | None = None  # (version when computed, open centres)
+        # Open centres, kept up to date: a face changes what can be made only near itself (its
+        # vertices' neighbours' faces are the ones it can block, overlap or complete).
+        self._is_open = np.zeros(len(cells), dtype=bool)
+        self._stale: np.ndarray | None = np.ones(len(cells), dtype=bool)  # None: none stale
 
     # -- geometry (static) --------------------------------------------------------------------
     @staticmethod
@@ -208,7 +211,9 @@ class InputConstraint:
         self.version += 1
         self.mesh.add(face)
         self._block_crossing(face)
+        piece_started = not self.started[self.piece[list(face)]].all()
         self.started[self.piece[list(face)]] = True
+        self._mark_stale(face, piece_started)
         self.surface.cover(self.positions[list(face)])
 
     def _block_crossing(self, face: tuple[int, int, int]) -> None:
@@ -313,15 +318,21 @@ class InputConstraint:
     def open_centres(self) -> np.ndarray:
         """Candidates from which a face can still be made: vertices on a boundary of the faces
         made (a piece grows as one front), and any vertex of a piece not started yet."""
-        if self._open is None or self._open[0] != self.version:
-            may = np.zeros(len(self.positions), dtype=bool)
-            may[np.unique(self.mesh.boundary)] = True
-            may |= ~self.started[self.piece]
-            is_open = np.zeros(len(self.positions), dtype=bool)
-            for centre in np.flatnonzero(may):
-                is_open[centre] = self._starts_a_face(int(centre))
-            self._open = (self.version, is_open)
-        return self._open[1]
+        if self._stale is not None:
+            may = ~self.started[self.piece] | self.mesh.open_fan[:len(self.piece)]
+            for centre in np.flatnonzero(self._stale):
+                self._is_open[centre] = may[centre] and self._starts_a_face(int(centre))
+            self._stale = None
+        return self._is_open
+
+    def _mark_stale(self, face: tuple[int, int, int], piece_started: bool) -> None:
+        if piece_started:  # the piece's untouched vertices may no longer start one
+            stale = np.ones(len(self._is_open), dtype=bool)
+        else:
+            near = self.edges[list(face)].any(axis=0)
+            stale = self.edges[near].any(axis=0) | near
+            stale[list(face)] = True
+        self._stale = stale if self._stale is None else self._stale | stale
 
     @property
     def may_end(self) -> bool:

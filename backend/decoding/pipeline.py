@@ -232,8 +232,8 @@ class Generator:
             if (constraint is None or stop_reason not in ("max_tokens", "stalled")
                     or run.assembler.num_faces == faces_before or constraint.may_end):
                 break
-        if constraint is not None and stop_reason != "cancelled":  # holes left on closed pieces
-            event = run.assembler.add(constraint.finish())
+        if constraint is not None and stop_reason not in ("cancelled", "max_faces"):  # what the model left open
+            event = run.assembler.add(constraint.finish()[:options.max_faces - run.assembler.num_faces])
             if event is not None:
                 yield event
         seconds = time.perf_counter() - started
