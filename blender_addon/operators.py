@@ -50,7 +50,8 @@ def target_objects(context: bpy.types.Context, batch: bool) -> list[bpy.types.Ob
 def start_generation(context: bpy.types.Context, source: bpy.types.Object) -> GenerationSession:
     """Sample `source`, create `<name>_retopo` and send the request. Raises UserError/PointCloudError."""
     props = context.scene.specmesh
-    settings = Settings(delta=props.delta, heads=props.heads, max_faces=props.max_faces, seed=props.seed,
+    settings = Settings(delta=props.delta, heads=props.heads, faces=props.faces, max_faces=props.max_faces,
+                        seed=props.seed,
                         lossless=props.lossless, quads=props.quads, attempts=props.attempts)
     sample = object_point_cloud(source, context.evaluated_depsgraph_get(), seed=settings.seed)
     client = runtime.get_client(launch_config(context))

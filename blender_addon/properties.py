@@ -56,9 +56,13 @@ class SpecMeshSettings(bpy.types.PropertyGroup):
     heads: IntProperty(
         name="Heads", description="Drafting heads D used per step (0: plain autoregressive decoding)",
         default=4, min=0, max=8)
+    faces: IntProperty(
+        name="Target Faces", default=300, min=4, max=10000, soft_max=3000,
+        description="Faces to make: the whole object is covered with about this many (quads when "
+                    "Quads is on, each counting as two triangles; triangles otherwise)")
     max_faces: IntProperty(
-        name="Face Budget", description="Stop after this many faces", default=2000, min=1, max=20000,
-        soft_max=5000)
+        name="Face Budget", description="Stop after this many triangles, whatever the target",
+        default=2000, min=1, max=20000, soft_max=5000)
     seed: IntProperty(name="Seed", description="Random seed of sampling and of the point cloud",
                       default=0, min=0)
     attempts: IntProperty(

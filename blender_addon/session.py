@@ -37,14 +37,16 @@ class Settings:
     """What the user chose in the panel (scene.specmesh), as protocol fields."""
     delta: float = 0.5
     heads: int = 4
+    faces: int = 300        # target: quads when `quads`, else triangles
     max_faces: int = 2000
     seed: int = 0
     lossless: bool = False  # exact verification: the backbone's own distribution, delta unused
     quads: bool = True      # join triangle pairs into quads at the end (done here, not by the backend)
-    attempts: int = 1       # best-of-N, chosen by the backend (protocol 2)
+    attempts: int = 1       # best-of-N, chosen by the backend (protocol 2+)
 
     def request_fields(self) -> dict[str, Any]:
-        fields = {"delta": float(self.delta), "heads": int(self.heads),
+        triangles = 2 * int(self.faces) if self.quads else int(self.faces)  # a quad is two triangles
+        fields = {"delta": float(self.delta), "heads": int(self.heads), "faces": triangles,
                   "max_faces": int(self.max_faces), "seed": int(self.seed)}
         if self.attempts > 1:
             fields["attempts"] = int(self.attempts)

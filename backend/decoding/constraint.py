@@ -33,7 +33,7 @@ from backend.tokenizer.grammar import GrammarState, Kind
 from backend.tokenizer.vocab import AXIS_PERMUTATION, EOS, OFFSET_START, PATCH_START, block_of, offset_of
 
 COVERAGE = 0.99   # fraction of an open piece's surface samples to cover before EOS
-OVERLAP = 0.1     # largest covered fraction of the samples under a new face's core
+OVERLAP = 0.5     # largest covered fraction of the samples under a new face's core
 CORE = 0.75       # the core: the face scaled about its centroid (on a curved surface the ground
                   # just inside a shared edge may also lie within tolerance of the neighbour's plane)
 INSIDE_MARGIN = 0.01  # barycentric slack: a candidate this close to a face's edge counts as on it
@@ -161,16 +161,25 @@ class InputConstraint:
     def _compute_third(self, centre: int, last: int) -> np.ndarray:
         third, under = self._triangles(centre, last)
         ok = np.zeros(len(self.positions), dtype=bool)
-        if len(third) == 0:
-            return ok
-        if self.blocked[centre, last]:
+        if len(third) == 0 or self.blocked[centre, last]:
             return ok
         forward, backward = self.mesh.legal(centre, last, third, not self.started[self.piece[centre]])
         crossing = self.blocked[centre, third] | self.blocked[last, third]
         for i in np.flatnonzero((forward | backward) & ~crossing):
             v = int(third[i])
-            ok[v] = self.surface.overlap(under[i]) <= OVERLAP and not self.mesh.made(centre, last, v)
+            ok[v] = not self.mesh.made(centre, last, v) and (
+                (forward[i] and self._free((centre, last, v), under[i]))
+                or (backward[i] and self._free((last, centre, v), under[i])))
         return ok
+
+    def _free(self, face: tuple[int, int, int], under: np.ndarray) -> bool:
+        """Whether the wound `face` stands over little ground taken already (of the samples
+        `under` it, those facing its way: the other side of a thin part is not under it)."""
+        return self.surface.overlap(under, self._normal(face)) <= OVERLAP
+
+    def _normal(self, face: tuple[int, int, int]) -> np.ndarray:
+        a, b, c = self.positions[list(face)]
+        return np.cross(b - a, c - a)
 
     def _wound(self, ids: list[int]) -> tuple[int, int, int] | None:
         """The face over candidates `ids` wound as the rules allow, or None when it may not be made."""
@@ -178,19 +187,21 @@ class InputConstraint:
         third, under = self._triangles(a, b)
         where = np.flatnonzero(third == c)
         if (len(where) == 0 or self.mesh.made(a, b, c) or self.blocked[a, b] or self.blocked[b, c]
-                or self.blocked[c, a] or self.surface.overlap(under[where[0]]) > OVERLAP):
+                or self.blocked[c, a]):
             return None
         forward, backward = (bool(x[0]) for x in self.mesh.legal(a, b, np.array([c]), not self.started[self.piece[a]]))
         if forward and backward:  # a new piece's first face: wound as the input faces
             corners = self.positions[[a, b, c]]
-            normal = np.cross(corners[1] - corners[0], corners[2] - corners[0])
-            under = self.surface.under(corners[None])[0]
-            facing = (self.surface.normals[under].sum(axis=0) if len(under)
+            beneath = self.surface.under(corners[None])[0]
+            facing = (self.surface.normals[beneath].sum(axis=0) if len(beneath)
                       else self.surface.normals[self.surface.nearest(corners.mean(axis=0))])
-            forward = float(normal @ facing) >= 0
-        if forward:
+            forward = float(self._normal((a, b, c)) @ facing) >= 0
+            backward = not forward
+        if forward and self._free((a, b, c), under[where[0]]):
             return a, b, c
-        return (b, a, c) if backward else None
+        if backward and self._free((b, a, c), under[where[0]]):
+            return b, a, c
+        return None
 
     # -- what the pipeline reports ------------------------------------------------------------
     def admit(self, cells: np.ndarray) -> np.ndarray | None:
@@ -247,7 +258,7 @@ class InputConstraint:
         return None
 
     def _close_holes(self) -> list[tuple[int, int, int]]:
-        loops = self._closed_loops()
+        loops = self._holes()
 
         def score(face: tuple[int, int, int]) -> float:
             corners = self.positions[list(face)]
@@ -256,7 +267,7 @@ class InputConstraint:
             a, b, c = face
             allowed = (self.edges[a, b] and self.edges[b, c] and self.edges[c, a]
                        and not (self.blocked[a, b] or self.blocked[b, c] or self.blocked[c, a]))
-            return (8.0 * allowed + 4.0 * (self.surface.overlap(self.surface.under(corners[None], CORE)[0]) <= OVERLAP)
+            return (8.0 * allowed + 4.0 * self._free(face, self.surface.under(corners[None], CORE)[0])
                     + 2.0 * (not over.any()) + 1.0 * bool(self.surface.on_surface(triangle_samples(corners[None]))[0]))
 
         faces: list[tuple[int, int, int]] = []
@@ -268,16 +279,19 @@ class InputConstraint:
             faces.append(face)
 
         fill_holes(self.mesh, self.positions, loops, score, added)
-        for loop in self._closed_loops():  # no ear left: a fan around a new vertex on the surface
+        for loop in self._holes():  # no ear left: a fan around a new vertex on the surface
             for simple in _simple_loops(loop):
                 centre = self._new_vertex(simple)
                 if centre is not None:
                     fan_hole(self.mesh, simple, centre, added)
         return faces
 
-    def _closed_loops(self) -> list[list[int]]:
+    def _holes(self) -> list[list[int]]:
+        """The holes to close: every boundary loop but those along the input's own open border
+        (most of their vertices on it)."""
         normals = self.surface.normals[self.surface.nearest(self.positions)]
-        return [loop for loop in self.mesh.boundary_loops(self.positions, normals) if self.closed_piece[loop].all()]
+        border = self.surface.on_border(self.positions)
+        return [loop for loop in self.mesh.boundary_loops(self.positions, normals) if border[loop].mean() < 0.5]
 
     def _new_vertex(self, loop: list[int]) -> int | None:
         """A vertex to fan `loop` around, in a free grid cell near its centre (at the nearest
@@ -442,7 +456,7 @@ def input_constraint(vertices: np.ndarray, faces: np.ndarray, target_faces: int,
         return None
     probe = SurfaceIndex(vertices, faces, seed)
     samples = triangle_samples(decimated[decimated_faces]).reshape(-1, 3)
-    deviation = float(np.quantile(probe.tree.query(samples)[0], 0.99)) if len(samples) else 0.0
+    deviation = float(probe.tree.query(samples)[0].max()) if len(samples) else 0.0
     surface = probe if deviation <= probe.tolerance else SurfaceIndex(vertices, faces, seed, tolerance=1.25 * deviation)
     edges, crossing, seeds = candidate_edges(cells, decimated, decimated_faces)
     return cells, InputConstraint(cells, surface, edges, crossing, seeds)

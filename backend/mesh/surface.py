@@ -42,11 +42,12 @@ def over_triangle(points: np.ndarray, corners: np.ndarray, tolerance: float, mar
     return (u >= -margin) & (v >= -margin) & (u + v <= 1 + margin) & (plane <= tolerance)
 
 
-def mesh_pieces(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(piece label per face, closed flag per piece) of a triangle mesh, vertices merged by
-    position first (a file's UV seams split vertices that are one point of the surface). A
-    piece is closed when each of its edges has exactly two faces."""
-    _, weld = np.unique(np.round(np.asarray(vertices, np.float64), 6), axis=0, return_inverse=True)
+def mesh_pieces(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(piece label per face, closed flag per piece, (k, 2, 3) border edges: those of one face)
+    of a triangle mesh, vertices merged by position first (a file's UV seams split vertices that
+    are one point of the surface). A piece is closed when each of its edges has exactly two faces."""
+    vertices = np.asarray(vertices, np.float64)
+    _, weld = np.unique(np.round(vertices, 6), axis=0, return_inverse=True)
     faces = weld.reshape(-1)[np.asarray(faces, np.int64)]
     m = len(faces)
     incidence = coo_matrix((np.ones(3 * m), (np.repeat(np.arange(m), 3), faces.ravel())),
@@ -57,7 +58,10 @@ def mesh_pieces(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np
     open_edge = uses[inverse.reshape(-1)] != 2
     closed = np.ones(count, bool)
     closed[label[np.repeat(np.arange(m), 3)[open_edge]]] = False
-    return label, closed
+    first = np.zeros(int(weld.max()) + 1, np.int64)
+    first[weld.reshape(-1)] = np.arange(len(weld.reshape(-1)))
+    border = unique[uses == 1]
+    return label, closed, vertices[first[border]]
 
 
 class SurfaceIndex:
@@ -73,7 +77,10 @@ class SurfaceIndex:
         self.tolerance = max(float(tolerance), 2 * np.sqrt(area / samples))
         self.points = np.asarray(points, np.float64)
         self.normals = np.asarray(normals, np.float64)
-        face_piece, self.piece_closed = mesh_pieces(vertices, faces)
+        face_piece, self.piece_closed, border = mesh_pieces(vertices, faces)
+        t = np.linspace(0.0, 1.0, 8)[None, :, None]
+        points_on_border = (border[:, :1] * (1 - t) + border[:, 1:] * t).reshape(-1, 3)
+        self._border = cKDTree(points_on_border) if len(points_on_border) else None
         self.sample_piece = face_piece[sampled_face]
         self.tree = cKDTree(self.points)
         self.covered = np.zeros(len(self.points), dtype=bool)
@@ -111,18 +118,29 @@ class SurfaceIndex:
             result.append(near[over_triangle(self.points[near], triangle, self.tolerance)] if len(near) else near)
         return result
 
-    def overlap(self, samples: np.ndarray) -> float:
-        """Fraction of `samples` (from `under`) that faces made so far already stand over."""
+    def overlap(self, samples: np.ndarray, normal: np.ndarray) -> float:
+        """Fraction of `samples` (from `under`) facing the way of `normal` (a face's) that faces
+        made so far already stand over."""
+        samples = samples[self.normals[samples] @ normal > 0]
         return float(self.covered[samples].mean()) if len(samples) else 0.0
 
     def cover(self, triangle: np.ndarray) -> None:
-        """Account for a face made over `triangle` (3, 3)."""
-        self.covered[self.under(triangle[None])[0]] = True
+        """Account for a face made over the wound `triangle` (3, 3): the samples under it that
+        face its way (not those of the other side of a thin part)."""
+        samples = self.under(triangle[None])[0]
+        normal = np.cross(triangle[1] - triangle[0], triangle[2] - triangle[0])
+        self.covered[samples[self.normals[samples] @ normal > 0]] = True
 
     def covered_fraction(self, pieces: np.ndarray | None = None) -> float:
         """Share of the surface samples (of `pieces` only, when given) that faces stand over."""
         covered = self.covered if pieces is None else self.covered[np.isin(self.sample_piece, pieces)]
         return float(covered.mean()) if len(covered) else 1.0
+
+    def on_border(self, points: np.ndarray) -> np.ndarray:
+        """(n,) True where a point lies within the tolerance of the input's open border."""
+        if self._border is None:
+            return np.zeros(len(points), dtype=bool)
+        return self._border.query(points)[0] <= self.tolerance
 
     def nearest(self, points: np.ndarray) -> np.ndarray:
         """Index of the nearest surface sample of each point (..., 3)."""

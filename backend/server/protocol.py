@@ -15,7 +15,7 @@ import numpy as np
 
 from backend.options import BOUNDS, MAX_FACES, MAX_HEADS, MODES, VERIFICATIONS  # noqa: F401 (re-exported)
 
-PROTOCOL_VERSION = 2  # 2: generate takes the source `mesh` (vertex candidates, decoding on the input)
+PROTOCOL_VERSION = 3  # 2: generate takes the source `mesh`; 3: and `faces`, the triangle count to aim for
 MAX_LINE_BYTES = 16 * 1024 * 1024   # 65536 points + normals as JSON fit comfortably
 MIN_POINTS = 16
 MAX_POINTS = 65536
