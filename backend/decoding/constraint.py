@@ -34,6 +34,7 @@ from backend.tokenizer.vocab import AXIS_PERMUTATION, EOS, OFFSET_START, PATCH_S
 
 COVERAGE = 0.99   # fraction of an open piece's surface samples to cover before EOS
 OVERLAP = 0.5     # largest covered fraction of the samples under a new face's core
+FLIP_COS = np.cos(np.radians(40.0))  # two triangles whose normals differ less may swap their diagonal
 CORE = 0.75       # the core: the face scaled about its centroid (on a curved surface the ground
                   # just inside a shared edge may also lie within tolerance of the neighbour's plane)
 INSIDE_MARGIN = 0.01  # barycentric slack: a candidate this close to a face's edge counts as on it
@@ -75,10 +76,11 @@ class InputConstraint:
         self.index = {(int(b), int(o)): i for i, (b, o) in enumerate(zip(self.blocks, self.offsets))}
         self.surface, self.coverage = surface, float(coverage)
         self.tolerance = surface.tolerance
-        self.piece = surface.sample_piece[surface.nearest(self.positions)]
+        self.piece = surface.piece_at(self.positions)
         self.pieces = np.unique(self.piece)
         self.closed_piece = surface.piece_closed[self.piece]
         self.started = np.zeros(len(surface.piece_closed), dtype=bool)
+        self.open_edges = np.zeros(len(surface.piece_closed), np.int64)  # boundary edges per piece
         self.mesh = HalfEdges(len(cells))
         self.edges = np.ones((len(cells), len(cells)), dtype=bool)
         if edges is not None:
@@ -174,8 +176,15 @@ class InputConstraint:
 
     def _free(self, face: tuple[int, int, int], under: np.ndarray) -> bool:
         """Whether the wound `face` stands over little ground taken already (of the samples
-        `under` it, those facing its way: the other side of a thin part is not under it)."""
-        return self.surface.overlap(under, self._normal(face)) <= OVERLAP
+        `under` it, those facing its way: the other side of a thin part is not under it), and
+        does not close its piece's last hole before the piece is covered (a small closed
+        surface inside a thin part is still a closed surface)."""
+        if self.surface.overlap(under, self._normal(face)) > OVERLAP:
+            return False
+        piece = self.piece[face[0]]
+        if self.open_edges[piece] == 3 and self.mesh.closes(face):
+            return self.surface.covered_fraction(np.array([piece])) >= self.coverage
+        return True
 
     def _normal(self, face: tuple[int, int, int]) -> np.ndarray:
         a, b, c = self.positions[list(face)]
@@ -220,7 +229,7 @@ class InputConstraint:
 
     def _add_face(self, face: tuple[int, int, int]) -> None:
         self.version += 1
-        self.mesh.add(face)
+        self.open_edges[self.piece[face[0]]] += self.mesh.add(face)
         self._block_crossing(face)
         piece_started = not self.started[self.piece[list(face)]].all()
         self.started[self.piece[list(face)]] = True
@@ -434,7 +443,14 @@ def candidate_edges(cells: np.ndarray, vertices: np.ndarray, faces: np.ndarray
     for a, b, c in ids.tolist():
         for u, v, w in ((a, b, c), (b, c, a), (c, a, b)):
             opposite.setdefault((min(u, v), max(u, v)), []).append(w)
-    flip = {edge: (min(w), max(w)) for edge, w in opposite.items() if len(w) == 2 and w[0] != w[1]}
+    positions = dequantize(cells)
+
+    def flat(u: int, v: int, w: list[int]) -> bool:  # a flip across a crease would cut it away
+        n1, n2 = (np.cross(positions[v] - positions[u], positions[x] - positions[u]) for x in w)
+        return abs(float(n1 @ n2)) >= FLIP_COS * np.linalg.norm(n1) * np.linalg.norm(n2)
+
+    flip = {edge: (min(w), max(w)) for edge, w in opposite.items()
+            if len(w) == 2 and w[0] != w[1] and flat(*edge, w)}
     crossing = [(edge, flipped) for edge, flipped in flip.items()]
     for a, b, c in ids.tolist():
         sides = [flip.get((min(u, v), max(u, v))) for u, v in ((a, b), (b, c), (c, a))]

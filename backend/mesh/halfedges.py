@@ -54,17 +54,25 @@ class HalfEdges:
         self.open_fan = np.append(self.open_fan, False)
         return len(self.used) - 1
 
+    def closes(self, face: Face) -> bool:
+        """Whether the wound `face` shares all three of its edges (fills a triangular hole)."""
+        a, b, c = face
+        return bool(self.edge[b, a] and self.edge[c, b] and self.edge[a, c])
+
     def made(self, a: int, b: int, c: int) -> bool:
         return frozenset((a, b, c)) in self._vertex_sets
 
-    def add(self, face: Face) -> None:
+    def add(self, face: Face) -> int:
+        """Make `face` -> how many boundary edges it adds (3 alone, -3 closing a triangular hole)."""
         a, b, c = face
+        shared = int(self.edge[[b, c, a], [a, b, c]].sum())
         self.edge[[a, b, c], [b, c, a]] = True
         self.used[[a, b, c]] = True
         self.faces.append((a, b, c))
         self._vertex_sets.add(frozenset(face))
         for v in face:
             self.open_fan[v] = bool((self.edge[v] & ~self.edge[:, v]).any())
+        return 3 - 2 * shared
 
     @property
     def pinched(self) -> int:

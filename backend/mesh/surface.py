@@ -82,6 +82,12 @@ class SurfaceIndex:
         points_on_border = (border[:, :1] * (1 - t) + border[:, 1:] * t).reshape(-1, 3)
         self._border = cKDTree(points_on_border) if len(points_on_border) else None
         self.sample_piece = face_piece[sampled_face]
+        # Which piece a point belongs to: that of the nearest input vertex (a small piece may
+        # hold few of the random samples, but it has its own vertices).
+        vertex_piece = np.zeros(len(vertices), np.int64)
+        vertex_piece[faces.ravel()] = np.repeat(face_piece, 3)
+        used = np.unique(faces)
+        self._vertex_tree, self._vertex_piece = cKDTree(vertices[used]), vertex_piece[used]
         self.tree = cKDTree(self.points)
         self.covered = np.zeros(len(self.points), dtype=bool)
         self._cell = self.tolerance / 2
@@ -135,6 +141,10 @@ class SurfaceIndex:
         """Share of the surface samples (of `pieces` only, when given) that faces stand over."""
         covered = self.covered if pieces is None else self.covered[np.isin(self.sample_piece, pieces)]
         return float(covered.mean()) if len(covered) else 1.0
+
+    def piece_at(self, points: np.ndarray) -> np.ndarray:
+        """The input piece each point (n, 3) lies on."""
+        return self._vertex_piece[self._vertex_tree.query(points)[1]]
 
     def on_border(self, points: np.ndarray) -> np.ndarray:
         """(n,) True where a point lies within the tolerance of the input's open border."""
