@@ -21,6 +21,7 @@ from tqdm import tqdm
 from backend.decoding.pipeline import GenerateOptions, Generator
 from backend.generation import generate
 from backend.inputs import from_mesh
+from backend.mesh.cleanup import mesh_report
 from backend.mesh.io import load_mesh
 from backend.mesh.metrics import chamfer_hausdorff, noise_floor
 
@@ -84,6 +85,9 @@ def measure(reference: trimesh.Trimesh, candidate: trimesh.Trimesh, floor: float
         return row
     cd, hd = chamfer_hausdorff(reference, candidate, n=METRIC_POINTS, seed=seed)
     row.update(chamfer=float(cd), hausdorff=float(hd), noise_floor_ratio=float(cd / floor) if floor > 0 else None)
+    report = mesh_report(candidate.vertices, candidate.faces)
+    watertight = report["boundary_edges"] == report["nonmanifold_edges"] == report["flipped_edges"] == 0
+    row.update(report, watertight=watertight)
     return row
 
 
@@ -101,7 +105,8 @@ def evaluate_case(generator: Generator, case: Case, options: GenerateOptions) ->
     model.update(valid=bool(model["valid"] and result.stats.get("valid", True)),
                  seconds=result.stats.get("seconds"), tokens=result.stats.get("tokens"),
                  scr=result.stats.get("scr"), stop_reason=result.stats.get("stop_reason"),
-                 degenerate_dropped=result.stats.get("degenerate_dropped"))
+                 degenerate_dropped=result.stats.get("degenerate_dropped"),
+                 filled_faces=result.stats.get("filled_faces"), input_pieces=result.stats.get("input_pieces"))
     baseline = measure(case.mesh, decimate(case.mesh, max(len(output.faces), 1)), floor, options.seed)
     return {"name": case.name, "input_faces": int(len(case.mesh.faces)), "noise_floor": floor,
             "model": model, "decimation": baseline, "winner": _winner(model, baseline)}
@@ -139,8 +144,9 @@ def summarize(rows: list[dict]) -> dict:
         entries = [r[key] for r in rows]
         return {
             "validity_rate": float(np.mean([e["valid"] for e in entries])) if entries else None,
-            **{f"median_{m}": median([e[m] for e in entries if e["valid"]])
-               for m in ("chamfer", "hausdorff", "noise_floor_ratio", "faces")},
+            **{f"median_{m}": median([e.get(m) for e in entries if e["valid"]])
+               for m in ("chamfer", "hausdorff", "noise_floor_ratio", "faces", "sliver_fraction")},
+            "watertight": int(sum(bool(e.get("watertight")) for e in entries)),
         }
 
     winners = [r["winner"] for r in rows]

@@ -44,8 +44,15 @@ def test_closed_meshes_come_out_consistent_and_outward(name, seed):
     result = trimesh.Trimesh(mesh.vertices, oriented, process=False)
     assert result.is_winding_consistent and result.volume == pytest.approx(mesh.volume)
     report = mesh_report(mesh.vertices, oriented)
-    assert report == {"pieces": 1, "boundary_edges": 0, "nonmanifold_edges": 0, "flipped_edges": 0,
-                      "closed_patches": 1, "inward_patches": 0}
+    assert {k: v for k, v in report.items() if k != "sliver_fraction"} == {
+        "pieces": 1, "boundary_edges": 0, "nonmanifold_edges": 0, "flipped_edges": 0,
+        "closed_patches": 1, "inward_patches": 0}
+
+
+def test_sliver_fraction_counts_triangles_under_ten_degrees():
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0.5, 0.05, 0]], float)
+    assert mesh_report(vertices, np.array([[0, 1, 2]]))["sliver_fraction"] == 0.0
+    assert mesh_report(vertices, np.array([[0, 1, 2], [0, 1, 3]]))["sliver_fraction"] == 0.5
 
 
 def test_an_inside_out_mesh_is_turned_and_reported():

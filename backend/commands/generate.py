@@ -190,7 +190,7 @@ def write_artist_mesh(output: Path, vertices, faces, step: float, quads: bool, p
         mesh = PolyMesh(cleaned.vertices, cleaned.faces, np.zeros((0, 4), np.int64))
         write_mesh(trimesh.Trimesh(cleaned.vertices, cleaned.faces, process=False), output)
     return {**cleaned.stats, "output_vertices": len(mesh.vertices), "output_triangles": len(mesh.triangles),
-            "output_quads": len(mesh.quads)}
+            "output_quads": len(mesh.quads), "quad_ratio": round(mesh.quad_fraction, 4)}
 
 
 def _summary(stats: dict, output: Path) -> str:

@@ -257,6 +257,7 @@ class Generator:
             "coverage": None if constraint is None else round(constraint.covered_fraction(), 4),
             "candidates": None if constraint is None else len(constraint.positions),
             "filled_faces": 0 if constraint is None else constraint.filled,
+            "input_pieces": None if constraint is None else len(constraint.pieces),
         }
         if run.profile is not None:  # seconds per section, summed over passes (`specmesh bench`)
             stats["profile"] = run.profile

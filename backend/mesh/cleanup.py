@@ -214,11 +214,12 @@ def mesh_report(vertices: np.ndarray, faces: np.ndarray) -> dict:
       two faces shows its back: the black triangles of an inconsistently wound mesh);
     - closed_patches: groups of faces connected through manifold edges whose every edge is used
       by exactly two of their faces, and inward_patches: those of them, consistently wound, with
-      negative volume."""
+      negative volume;
+    - sliver_fraction: share of the triangles whose smallest angle is under 10 degrees."""
     vertices, faces = _as_arrays(vertices, faces)
     if len(faces) == 0:
         return {"pieces": 0, "boundary_edges": 0, "nonmanifold_edges": 0, "flipped_edges": 0,
-                "closed_patches": 0, "inward_patches": 0}
+                "closed_patches": 0, "inward_patches": 0, "sliver_fraction": 0.0}
     edges = _edges(faces)
     m = len(faces)
     rows = np.repeat(np.arange(m), 3)
@@ -238,7 +239,20 @@ def mesh_report(vertices: np.ndarray, faces: np.ndarray) -> dict:
         "flipped_edges": int(same.sum()),
         "closed_patches": int(closed.sum()),
         "inward_patches": int((closed & ~inconsistent & (volume < 0)).sum()),
+        "sliver_fraction": round(float((_smallest_angles(vertices[faces]) < SLIVER_DEGREES).mean()), 4),
     }
+
+
+SLIVER_DEGREES = 10.0
+
+
+def _smallest_angles(triangles: np.ndarray) -> np.ndarray:
+    """(m, 3, 3) corners -> (m,) smallest interior angle in degrees (0 for a degenerate one)."""
+    edges = np.roll(triangles, -1, axis=1) - triangles
+    lengths = np.linalg.norm(edges, axis=2)
+    cos = -np.einsum("mkd,mkd->mk", edges, np.roll(edges, 1, axis=1)) / np.maximum(
+        lengths * np.roll(lengths, 1, axis=1), 1e-30)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))).min(axis=1)
 
 
 # A plane with more faces than this is left as it is by `covered_faces` (the check is quadratic).
