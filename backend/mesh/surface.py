@@ -19,6 +19,7 @@ from backend.mesh.sample import sample_surface_faces
 
 TOLERANCE = 0.03  # distance to the surface (normalized frame, longest side 1.9) that counts as on it
 SURFACE_SAMPLES = 20000
+MIN_FACING = 1 / 3  # share of the samples under a face that must face its way (a thin part's two sides: about half)
 _BARYCENTRIC = np.array([(i, j, 6 - i - j) for i in range(7) for j in range(7 - i)], np.float64) / 6.0
 
 
@@ -125,9 +126,14 @@ class SurfaceIndex:
         return result
 
     def overlap(self, samples: np.ndarray, normal: np.ndarray) -> float:
-        """Fraction of `samples` (from `under`) facing the way of `normal` (a face's) that faces
-        made so far already stand over."""
-        samples = samples[self.normals[samples] @ normal > 0]
+        """For a face with (unnormalized) `normal` over `samples` (from `under`): the fraction of
+        those facing its way that faces made so far already stand over; 1 when too few face its
+        way (the face would be wound against the surface: a fold). On a thin part the samples of
+        the other side are under a face too; they are neither its ground nor a fold."""
+        facing = self.normals[samples] @ normal > 0
+        if len(samples) and facing.mean() < MIN_FACING:
+            return 1.0
+        samples = samples[facing]
         return float(self.covered[samples].mean()) if len(samples) else 0.0
 
     def cover(self, triangle: np.ndarray) -> None:
