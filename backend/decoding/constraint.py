@@ -34,6 +34,7 @@ from backend.tokenizer.vocab import AXIS_PERMUTATION, EOS, OFFSET_START, PATCH_S
 
 COVERAGE = 0.99   # fraction of an open piece's surface samples to cover before EOS
 OVERLAP = 0.5     # largest covered fraction of the samples under a new face's core
+MIN_FACING = 1 / 3  # share of the samples under a face that must face its way (a thin part's two sides: about half)
 FLIP_COS = np.cos(np.radians(40.0))  # two triangles whose normals differ less may swap their diagonal
 CORE = 0.75       # the core: the face scaled about its centroid (on a curved surface the ground
                   # just inside a shared edge may also lie within tolerance of the neighbour's plane)
@@ -129,13 +130,14 @@ class InputConstraint:
             self._seconds[centre] = ok
         return self._seconds[centre]
 
-    def _triangles(self, centre: int, last: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    def _triangles(self, centre: int, last: int) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, int]]]:
         """(thirds v making a face (centre, last, v) on the surface with no other candidate on
-        it, the surface samples each such face stands over)."""
+        it, for each the samples under its core facing the way of (lo, hi, v), those facing
+        the other way, and their number; lo, hi = sorted (centre, last))."""
         key = (min(centre, last), max(centre, last))
         if key not in self._geometry:
             third = np.flatnonzero(self._second(centre) & self._second(last))
-            corners = np.concatenate([np.broadcast_to(self.positions[[centre, last]], (len(third), 2, 3)),
+            corners = np.concatenate([np.broadcast_to(self.positions[list(key)], (len(third), 2, 3)),
                                       self.positions[third, None, :]], axis=1)
             normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
             over = candidates_over(corners, self.positions, ON_FACE)
@@ -144,8 +146,17 @@ class InputConstraint:
             flips = self.flip[centre, last] + self.flip[centre, third].astype(int) + self.flip[last, third]
             keep = (self.surface.on_surface(triangle_samples(corners)) & (np.linalg.norm(normal, axis=1) > 1e-6)
                     & ~over.any(axis=1) & (flips <= 1))
-            self._geometry[key] = (third[keep], self.surface.under(corners[keep], CORE))
+            self._geometry[key] = (third[keep], self._ground(corners[keep]))
         return self._geometry[key]
+
+    def _ground(self, corners: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """For triangles (m, 3, 3): the surface samples under each one's core facing its way,
+        those facing the other way, and their number."""
+        ground = []
+        for samples, triangle in zip(self.surface.under(corners, CORE), corners):
+            facing = self.surface.normals[samples] @ np.cross(triangle[1] - triangle[0], triangle[2] - triangle[0]) > 0
+            ground.append((samples[facing], samples[~facing], len(samples)))
+        return ground
 
     # -- topology and coverage (change with every face) -----------------------------------------
     def _third(self, centre: int, last: int) -> np.ndarray:
@@ -161,54 +172,51 @@ class InputConstraint:
         return self._thirds[key]
 
     def _compute_third(self, centre: int, last: int) -> np.ndarray:
-        third, under = self._triangles(centre, last)
+        third, ground = self._triangles(centre, last)
         ok = np.zeros(len(self.positions), dtype=bool)
         if len(third) == 0 or self.blocked[centre, last]:
             return ok
         forward, backward = self.mesh.legal(centre, last, third, not self.started[self.piece[centre]])
         crossing = self.blocked[centre, third] | self.blocked[last, third]
+        ahead = centre < last  # (centre, last, v) runs as (lo, hi, v)
         for i in np.flatnonzero((forward | backward) & ~crossing):
             v = int(third[i])
             ok[v] = not self.mesh.made(centre, last, v) and (
-                (forward[i] and self._free((centre, last, v), under[i]))
-                or (backward[i] and self._free((last, centre, v), under[i])))
+                (forward[i] and self._free((centre, last, v), ground[i], ahead))
+                or (backward[i] and self._free((last, centre, v), ground[i], not ahead)))
         return ok
 
-    def _free(self, face: tuple[int, int, int], under: np.ndarray) -> bool:
-        """Whether the wound `face` stands over little ground taken already (of the samples
-        `under` it, those facing its way: the other side of a thin part is not under it), and
-        does not close its piece's last hole before the piece is covered (a small closed
-        surface inside a thin part is still a closed surface)."""
-        if self.surface.overlap(under, self._normal(face)) > OVERLAP:
+    def _free(self, face: tuple[int, int, int], ground: tuple[np.ndarray, np.ndarray, int], ahead: bool) -> bool:
+        """Whether the wound `face` (running as (lo, hi, v) when `ahead`) may stand where it is:
+        enough of the ground under it faces its way (else it is wound against the surface, a
+        fold), little of that is taken already (the other side of a thin part is under it too
+        and does not count), and it does not close its piece's last hole before the piece is
+        covered (a small closed surface inside a thin part is still a closed surface)."""
+        samples = ground[0] if ahead else ground[1]
+        if ground[2] and (len(samples) < MIN_FACING * ground[2] or self.surface.covered[samples].mean() > OVERLAP):
             return False
         piece = self.piece[face[0]]
         if self.open_edges[piece] == 3 and self.mesh.closes(face):
             return self.surface.covered_fraction(np.array([piece])) >= self.coverage
         return True
 
-    def _normal(self, face: tuple[int, int, int]) -> np.ndarray:
-        a, b, c = self.positions[list(face)]
-        return np.cross(b - a, c - a)
-
     def _wound(self, ids: list[int]) -> tuple[int, int, int] | None:
         """The face over candidates `ids` wound as the rules allow, or None when it may not be made."""
         a, b, c = ids
-        third, under = self._triangles(a, b)
+        third, ground = self._triangles(a, b)
         where = np.flatnonzero(third == c)
         if (len(where) == 0 or self.mesh.made(a, b, c) or self.blocked[a, b] or self.blocked[b, c]
                 or self.blocked[c, a]):
             return None
-        forward, backward = (bool(x[0]) for x in self.mesh.legal(a, b, np.array([c]), not self.started[self.piece[a]]))
-        if forward and backward:  # a new piece's first face: wound as the input faces
-            corners = self.positions[[a, b, c]]
-            beneath = self.surface.under(corners[None])[0]
-            facing = (self.surface.normals[beneath].sum(axis=0) if len(beneath)
-                      else self.surface.normals[self.surface.nearest(corners.mean(axis=0))])
-            forward = float(self._normal((a, b, c)) @ facing) >= 0
+        may_start = not self.started[self.piece[a]]
+        forward, backward = self.mesh.legal_face((a, b, c), may_start), self.mesh.legal_face((b, a, c), may_start)
+        if forward and backward:  # a new piece's first face: wound as most of the ground under it faces
+            samples = ground[where[0]]
+            forward = len(samples[0]) >= len(samples[1]) if a < b else len(samples[1]) >= len(samples[0])
             backward = not forward
-        if forward and self._free((a, b, c), under[where[0]]):
+        if forward and self._free((a, b, c), ground[where[0]], a < b):
             return a, b, c
-        if backward and self._free((b, a, c), under[where[0]]):
+        if backward and self._free((b, a, c), ground[where[0]], b < a):
             return b, a, c
         return None
 
@@ -276,7 +284,7 @@ class InputConstraint:
             a, b, c = face
             allowed = (self.edges[a, b] and self.edges[b, c] and self.edges[c, a]
                        and not (self.blocked[a, b] or self.blocked[b, c] or self.blocked[c, a]))
-            return (8.0 * allowed + 4.0 * self._free(face, self.surface.under(corners[None], CORE)[0])
+            return (8.0 * allowed + 4.0 * self._free(face, self._ground(corners[None])[0], True)
                     + 2.0 * (not over.any()) + 1.0 * bool(self.surface.on_surface(triangle_samples(corners[None]))[0]))
 
         faces: list[tuple[int, int, int]] = []

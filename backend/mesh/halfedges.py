@@ -59,6 +59,17 @@ class HalfEdges:
         a, b, c = face
         return bool(self.edge[b, a] and self.edge[c, b] and self.edge[a, c])
 
+    def legal_face(self, face: Face, may_start: bool) -> bool:
+        """`legal` for one wound face (a, b, c), without arrays: the witnesses' cheap check."""
+        a, b, c = face
+        e, used, open_fan = self.edge, self.used, self.open_fan
+        if a == b or b == c or c == a or e[a, b] or e[b, c] or e[c, a]:
+            return False
+        ab, bc, ca = e[b, a], e[c, b], e[a, c]
+        return bool((not used[a] or ab or ca or open_fan[a]) and (not used[b] or ab or bc or open_fan[b])
+                    and (not used[c] or bc or ca or open_fan[c])
+                    and (ab or bc or ca or (may_start and not (used[a] or used[b] or used[c]))))
+
     def made(self, a: int, b: int, c: int) -> bool:
         return frozenset((a, b, c)) in self._vertex_sets
 

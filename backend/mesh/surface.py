@@ -4,8 +4,8 @@ so far stand over, which way does it face, and which loose piece of the input is
 "On the surface" is a lookup in a voxel grid of half the tolerance (voxels holding a dense surface
 sample, dilated by one): a KD-tree query per point cost more than the model's pass. Coverage is
 kept per surface sample: the samples a face projects onto, within the tolerance of its plane,
-are the ground it stands for (the EOS rule reads their fraction; a new face may stand over few
-that are taken already)."""
+are the ground it stands for, those facing its way (the EOS rule reads their fraction; a new
+face may stand over few that are taken already)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from backend.mesh.sample import sample_surface_faces
 
 TOLERANCE = 0.03  # distance to the surface (normalized frame, longest side 1.9) that counts as on it
 SURFACE_SAMPLES = 20000
-MIN_FACING = 1 / 3  # share of the samples under a face that must face its way (a thin part's two sides: about half)
 _BARYCENTRIC = np.array([(i, j, 6 - i - j) for i in range(7) for j in range(7 - i)], np.float64) / 6.0
 
 
@@ -124,17 +123,6 @@ class SurfaceIndex:
             near = np.asarray(near, dtype=np.int64)
             result.append(near[over_triangle(self.points[near], triangle, self.tolerance)] if len(near) else near)
         return result
-
-    def overlap(self, samples: np.ndarray, normal: np.ndarray) -> float:
-        """For a face with (unnormalized) `normal` over `samples` (from `under`): the fraction of
-        those facing its way that faces made so far already stand over; 1 when too few face its
-        way (the face would be wound against the surface: a fold). On a thin part the samples of
-        the other side are under a face too; they are neither its ground nor a fold."""
-        facing = self.normals[samples] @ normal > 0
-        if len(samples) and facing.mean() < MIN_FACING:
-            return 1.0
-        samples = samples[facing]
-        return float(self.covered[samples].mean()) if len(samples) else 0.0
 
     def cover(self, triangle: np.ndarray) -> None:
         """Account for a face made over the wound `triangle` (3, 3): the samples under it that
