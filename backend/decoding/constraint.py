@@ -34,6 +34,7 @@ from backend.tokenizer.vocab import AXIS_PERMUTATION, EOS, OFFSET_START, PATCH_S
 
 COVERAGE = 0.99   # fraction of an open piece's surface samples to cover before EOS
 OVERLAP = 0.5     # largest covered fraction of the samples under a new face's core
+HOLE_COVERAGE = 0.5  # a loop is a hole to close once its piece is this covered (else it is most of the piece)
 MIN_FACING = 1 / 3  # share of the samples under a face that must face its way (a thin part's two sides: about half)
 FLIP_COS = np.cos(np.radians(40.0))  # two triangles whose normals differ less may swap their diagonal
 CORE = 0.75       # the core: the face scaled about its centroid (on a curved surface the ground
@@ -149,13 +150,16 @@ class InputConstraint:
             self._geometry[key] = (third[keep], self._ground(corners[keep]))
         return self._geometry[key]
 
-    def _ground(self, corners: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    def _ground(self, corners: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, bool]]:
         """For triangles (m, 3, 3): the surface samples under each one's core facing its way,
-        those facing the other way, and their number."""
+        those facing the other way, and whether the sample nearest its centre faces its way
+        (what decides for a face too small to stand over any sample)."""
+        normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        nearest = self.surface.normals[self.surface.nearest(corners.mean(axis=1))]
         ground = []
-        for samples, triangle in zip(self.surface.under(corners, CORE), corners):
-            facing = self.surface.normals[samples] @ np.cross(triangle[1] - triangle[0], triangle[2] - triangle[0]) > 0
-            ground.append((samples[facing], samples[~facing], len(samples)))
+        for samples, normal, near in zip(self.surface.under(corners, CORE), normals, nearest):
+            facing = self.surface.normals[samples] @ normal > 0
+            ground.append((samples[facing], samples[~facing], bool(near @ normal > 0)))
         return ground
 
     # -- topology and coverage (change with every face) -----------------------------------------
@@ -186,33 +190,39 @@ class InputConstraint:
                 or (backward[i] and self._free((last, centre, v), ground[i], not ahead)))
         return ok
 
-    def _free(self, face: tuple[int, int, int], ground: tuple[np.ndarray, np.ndarray, int], ahead: bool) -> bool:
+    def _free(self, face: tuple[int, int, int], ground: tuple[np.ndarray, np.ndarray, bool], ahead: bool) -> bool:
         """Whether the wound `face` (running as (lo, hi, v) when `ahead`) may stand where it is:
         enough of the ground under it faces its way (else it is wound against the surface, a
         fold), little of that is taken already (the other side of a thin part is under it too
         and does not count), and it does not close its piece's last hole before the piece is
         covered (a small closed surface inside a thin part is still a closed surface)."""
-        samples = ground[0] if ahead else ground[1]
-        if ground[2] and (len(samples) < MIN_FACING * ground[2] or self.surface.covered[samples].mean() > OVERLAP):
+        samples, others = (ground[0], ground[1]) if ahead else (ground[1], ground[0])
+        total = len(samples) + len(others)
+        if total == 0 and ground[2] != ahead:
+            return False
+        if total and (len(samples) < MIN_FACING * total or self.surface.covered[samples].mean() > OVERLAP):
             return False
         piece = self.piece[face[0]]
         if self.open_edges[piece] == 3 and self.mesh.closes(face):
             return self.surface.covered_fraction(np.array([piece])) >= self.coverage
         return True
 
-    def _wound(self, ids: list[int]) -> tuple[int, int, int] | None:
-        """The face over candidates `ids` wound as the rules allow, or None when it may not be made."""
+    def _wound(self, ids: list[int], may_start: bool | None = None) -> tuple[int, int, int] | None:
+        """The face over candidates `ids` wound as the rules allow, or None when it may not be
+        made. `may_start`: whether it may begin a front of its own (default: only on a piece not
+        started yet)."""
         a, b, c = ids
         third, ground = self._triangles(a, b)
         where = np.flatnonzero(third == c)
         if (len(where) == 0 or self.mesh.made(a, b, c) or self.blocked[a, b] or self.blocked[b, c]
                 or self.blocked[c, a]):
             return None
-        may_start = not self.started[self.piece[a]]
+        may_start = not self.started[self.piece[a]] if may_start is None else may_start
         forward, backward = self.mesh.legal_face((a, b, c), may_start), self.mesh.legal_face((b, a, c), may_start)
         if forward and backward:  # a new piece's first face: wound as most of the ground under it faces
-            samples = ground[where[0]]
-            forward = len(samples[0]) >= len(samples[1]) if a < b else len(samples[1]) >= len(samples[0])
+            facing, others, near = ground[where[0]]
+            ahead = len(facing) > len(others) or (len(facing) == len(others) and near)
+            forward = ahead == (a < b)
             backward = not forward
         if forward and self._free((a, b, c), ground[where[0]], a < b):
             return a, b, c
@@ -269,8 +279,8 @@ class InputConstraint:
             if len(ok):
                 x = max(ok.tolist(), key=lambda x: min_angle(self.positions[[b, a, x]]))
                 return self._wound([b, a, x])
-        for seed in self.seeds.tolist():
-            if not self.started[self.piece[seed[0]]] and (face := self._wound(seed)) is not None:
+        for seed in self.seeds.tolist():  # a new front where the fronts so far cannot go on
+            if not self.mesh.used[seed].any() and (face := self._wound(seed, may_start=True)) is not None:
                 return face
         return None
 
@@ -305,10 +315,12 @@ class InputConstraint:
 
     def _holes(self) -> list[list[int]]:
         """The holes to close: every boundary loop but those along the input's own open border
-        (most of their vertices on it)."""
+        (most of their vertices on it) and those of a piece still mostly bare."""
         normals = self.surface.normals[self.surface.nearest(self.positions)]
         border = self.surface.on_border(self.positions)
-        return [loop for loop in self.mesh.boundary_loops(self.positions, normals) if border[loop].mean() < 0.5]
+        covered = {piece: self.surface.covered_fraction(np.array([piece])) for piece in self.pieces}
+        return [loop for loop in self.mesh.boundary_loops(self.positions, normals)
+                if border[loop].mean() < 0.5 and covered.get(self.piece[loop[0]], 1.0) >= HOLE_COVERAGE]
 
     def _new_vertex(self, loop: list[int]) -> int | None:
         """A vertex to fan `loop` around, in a free grid cell near its centre (at the nearest
