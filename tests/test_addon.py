@@ -195,13 +195,13 @@ def test_lossless_asks_the_backend_for_exact_verification(addon, monkey) -> None
 @pytest.mark.parametrize("quads", [False, True])
 def test_target_faces_reach_the_backend_as_triangles(addon, monkey, quads: bool) -> None:
     _settings(max_faces=2000, quads=quads)
-    bpy.context.scene.specmesh.faces = 40
+    bpy.context.scene.specmesh.faces = 150
     assert bpy.ops.specmesh.generate("EXEC_DEFAULT") == {"FINISHED"}
     session = addon.runtime.session
-    assert session.settings.request_fields()["faces"] == (80 if quads else 40)
-    print(session.progress.stats)
-    triangles = session.progress.stats["faces"]  # Suzanne is decimated to the target and covered
-    assert abs(triangles - (80 if quads else 40)) <= 0.25 * (80 if quads else 40)
+    triangles = 300 if quads else 150
+    assert session.settings.request_fields()["faces"] == triangles
+    # Suzanne is decimated to the target and covered (open at the eyes, so a little under it)
+    assert abs(session.progress.stats["faces"] - triangles) <= 0.25 * triangles
 
 
 @pytest.mark.parametrize("case, message", [
