@@ -44,10 +44,12 @@ def generate(
     vertex_chunks: list[np.ndarray] = [np.zeros((0, 3))]
     face_chunks: list[np.ndarray] = [np.zeros((0, 3), np.int64)]
     stats: dict = {}
-    # No total: the face budget is a cap, not a forecast (the model usually ends far below it),
-    # so the bar shows what is known: faces so far, tokens, tokens/s, SCR and elapsed time.
-    bar = tqdm(unit="face", file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True,
-               bar_format="{n_fmt} faces, {elapsed}{postfix}")
+    # A mesh input is covered with about `options.faces` triangles: a real bar against that. A bare
+    # cloud has no target (the face budget is a cap, not a forecast): faces so far, tokens, speed.
+    target = options.faces if mesh is not None and options.snap else None
+    bar = tqdm(total=target, unit="face", file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True,
+               bar_format=("{n_fmt}/{total_fmt} faces |{bar:20}| {elapsed}{postfix}" if target
+                           else "{n_fmt} faces, {elapsed}{postfix}"))
     with bar:
         for event in generator.stream(points, normals, options, mesh=mesh):
             if isinstance(event, FacesEvent):

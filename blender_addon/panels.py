@@ -25,7 +25,8 @@ class SPECMESH_PT_generate(bpy.types.Panel):
             row.scale_y = 1.5
             row.operator("specmesh.generate", icon="MOD_REMESH")
         else:
-            # What is known while streaming; the face budget is a cap, not a forecast, so no bar.
+            # What is known while streaming: triangles against the target (the rules may add a
+            # few at the end, so it is a count, not a bar), elapsed, speed.
             box = layout.box().column(align=True)
             for line, icon in zip(session.progress.text(), ("MESH_DATA", "SORTTIME")):
                 box.label(text=line, icon=icon)

@@ -67,10 +67,11 @@ class Progress:
     updates: int = 0  # ticks that appended geometry (the viewport refreshed this often)
     stats: dict[str, Any] = field(default_factory=dict)
     finish: dict[str, int] = field(default_factory=dict)  # what finish_mesh did at the end
+    target: int = 0  # triangles asked for (Settings.request_fields' "faces")
 
     def text(self) -> tuple[str, str]:
-        """The panel's two lines."""
-        return (f"{self.faces} faces · {self.elapsed:.1f} s",
+        """The panel's two lines: triangles so far against the target, elapsed, speed."""
+        return (f"{self.faces} / {self.target} triangles · {self.elapsed:.1f} s",
                 f"{self.tokens_per_second:.0f} tokens/s · SCR {self.scr:.2f}")
 
 
@@ -117,7 +118,7 @@ class GenerationSession:
         self.request_id = f"gen-{next(_ids)}"
         self.state = State.RUNNING
         self.message = "Starting the backend…"
-        self.progress = Progress()
+        self.progress = Progress(target=settings.request_fields()["faces"])
         self._vertices = np.zeros((0, 3), np.float32)
         self._faces = np.zeros((0, 3), np.int32)
         self._cancel_sent_at = 0.0

@@ -371,7 +371,8 @@ def test_panel_and_preferences_draw_in_every_state(addon, monkey) -> None:
     assert ("operator", "specmesh.cancel") in calls and ("progress", None) not in calls
     session.progress.faces, session.progress.elapsed, session.progress.tokens_per_second = 31, 2.25, 152.4
     session.progress.scr = 2.08
-    assert session.progress.text() == ("31 faces · 2.2 s", "152 tokens/s · SCR 2.08")
+    target = session.settings.request_fields()["faces"]
+    assert session.progress.text() == (f"31 / {target} triangles · 2.2 s", "152 tokens/s · SCR 2.08")
     session.cancel()
     _tick_until(session, lambda: session.finished)
     addon.operators.finish_generation(session)
