@@ -34,7 +34,7 @@ from backend.tokenizer.vocab import AXIS_PERMUTATION, EOS, OFFSET_START, PATCH_S
 
 COVERAGE = 0.99   # fraction of an open piece's surface samples to cover before EOS
 OVERLAP = 0.5     # largest covered fraction of the samples under a new face's core
-HOLE_COVERAGE = 0.5  # a loop is a hole to close once its piece is this covered (else it is most of the piece)
+HOLE_COVERAGE = 0.2  # a loop is a hole to close once its piece is this covered (else it is most of the piece)
 MIN_FACING = 1 / 3  # share of the samples under a face that must face its way (a thin part's two sides: about half)
 FLIP_COS = np.cos(np.radians(40.0))  # two triangles whose normals differ less may swap their diagonal
 CORE = 0.75       # the core: the face scaled about its centroid (on a curved surface the ground

@@ -172,7 +172,7 @@ def fill_holes(mesh: HalfEdges, positions: np.ndarray, loops: list[list[int]],
                     continue
                 face = (following, v, previous)
                 angle = min_angle(positions[list(face)])
-                if angle < 1e-3:  # three corners in a line: no face at all
+                if angle < 1e-3 or mesh.made(*face):  # no face at all, or a face's back
                     continue
                 rank = score(face) + angle / np.pi
                 if rank > best_score:
