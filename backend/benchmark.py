@@ -51,6 +51,7 @@ class Prepared:
     points: np.ndarray
     normals: np.ndarray
     floor: float
+    source: tuple[np.ndarray, np.ndarray]  # (vertices, faces): decoding stays on it, as for a user's mesh
 
 
 @dataclass
@@ -67,7 +68,8 @@ def prepare(cases: list[Case], seed: int) -> list[Prepared]:
     prepared = []
     for case in cases:
         cloud = from_mesh(case.mesh, seed=seed)
-        prepared.append(Prepared(case.name, case.mesh, cloud.points, cloud.normals, input_noise_floor(case.mesh, seed)))
+        prepared.append(Prepared(case.name, case.mesh, cloud.points, cloud.normals, input_noise_floor(case.mesh, seed),
+                                 cloud.source_mesh))
     return prepared
 
 
@@ -80,7 +82,7 @@ def warm_up(generator: Generator, item: Prepared, base: GenerateOptions) -> None
     """First calls pay for allocation, kernel selection and caches; keep them out of the timings."""
     for mode in ("ar", "speculative"):
         options = dataclasses.replace(base, mode=mode, max_faces=min(WARMUP_FACES, base.max_faces))
-        for _ in generator.stream(item.points, item.normals, options):
+        for _ in generator.stream(item.points, item.normals, options, mesh=item.source):
             pass
 
 
@@ -102,7 +104,7 @@ def measure_all(configs: list[Config], inputs: list[Prepared], log: Log) -> list
 
 
 def run_one(config: Config, item: Prepared) -> dict:
-    result = generate(config.generator, item.points, item.normals, config.options)
+    result = generate(config.generator, item.points, item.normals, config.options, mesh=item.source)
     quality = measure(item.mesh, result.to_trimesh(), item.floor, config.options.seed)
     stats = result.stats
     return {"name": item.name, "tokens": int(stats["tokens"]), "faces": int(stats["faces"]),
