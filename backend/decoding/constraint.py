@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from backend.mesh.candidates import PAD, candidate_grid, decimate
+from backend.mesh.cleanup import SLIVER_DEGREES, smallest_angles
 from backend.mesh.halfedges import HalfEdges, fan_hole, fill_holes, min_angle
 from backend.mesh.quantize import dequantize, quantize_coords
 from backend.mesh.surface import SurfaceIndex, triangle_samples
@@ -145,8 +146,9 @@ class InputConstraint:
             over[:, [centre, last]] = False
             over[np.arange(len(third)), third] = False
             flips = self.flip[centre, last] + self.flip[centre, third].astype(int) + self.flip[last, third]
+            # A flip is there to make a better triangle: never a sliver (the decimation's own may be).
             keep = (self.surface.on_surface(triangle_samples(corners)) & (np.linalg.norm(normal, axis=1) > 1e-6)
-                    & ~over.any(axis=1) & (flips <= 1))
+                    & ~over.any(axis=1) & ((flips == 0) | ((flips == 1) & (smallest_angles(corners) >= SLIVER_DEGREES))))
             self._geometry[key] = (third[keep], self._ground(corners[keep]))
         return self._geometry[key]
 

@@ -239,14 +239,14 @@ def mesh_report(vertices: np.ndarray, faces: np.ndarray) -> dict:
         "flipped_edges": int(same.sum()),
         "closed_patches": int(closed.sum()),
         "inward_patches": int((closed & ~inconsistent & (volume < 0)).sum()),
-        "sliver_fraction": round(float((_smallest_angles(vertices[faces]) < SLIVER_DEGREES).mean()), 4),
+        "sliver_fraction": round(float((smallest_angles(vertices[faces]) < SLIVER_DEGREES).mean()), 4),
     }
 
 
 SLIVER_DEGREES = 10.0
 
 
-def _smallest_angles(triangles: np.ndarray) -> np.ndarray:
+def smallest_angles(triangles: np.ndarray) -> np.ndarray:
     """(m, 3, 3) corners -> (m,) smallest interior angle in degrees (0 for a degenerate one)."""
     edges = np.roll(triangles, -1, axis=1) - triangles
     lengths = np.linalg.norm(edges, axis=2)
