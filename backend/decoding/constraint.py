@@ -268,19 +268,32 @@ class InputConstraint:
         (ears that keep the rules go first) -> the faces added, as corner cells (3, 3), wound
         like their neighbours."""
         faces: list[tuple[int, int, int]] = []
-        while (face := self._next_rule_face()) is not None:
+        dead: set[tuple[int, int]] = set()  # boundary edges no face could go on (a face far away rarely changes that)
+        face = None
+        while (face := self._next_rule_face(face, dead)) is not None:
             self._add_face(face)
             faces.append(face)
         faces += self._close_holes()
         self.filled += len(faces)
         return [self.cells[list(face)] for face in faces]
 
-    def _next_rule_face(self) -> tuple[int, int, int] | None:
-        for a, b in self.mesh.boundary.tolist():  # a new face runs a boundary edge backwards
-            ok = np.flatnonzero(self._third(b, a))
-            if len(ok):
-                x = max(ok.tolist(), key=lambda x: min_angle(self.positions[[b, a, x]]))
-                return self._wound([b, a, x])
+    def _next_rule_face(self, recent: tuple[int, int, int] | None, dead: set[tuple[int, int]]
+                        ) -> tuple[int, int, int] | None:
+        """The next face the rules make: on a boundary edge of `recent` (the face made last) if
+        one can go there, else on any other boundary edge not in `dead` (those that could not,
+        as the scan finds them), else a new front."""
+        edges = self.mesh.boundary.tolist()
+        if recent is not None:
+            own = {(recent[0], recent[1]), (recent[1], recent[2]), (recent[2], recent[0])}
+            edges.sort(key=lambda edge: tuple(edge) not in own)
+        for a, b in edges:  # a new face runs a boundary edge backwards
+            if (a, b) in dead:
+                continue
+            for x in sorted(np.flatnonzero(self._third(b, a)).tolist(),
+                            key=lambda x: -min_angle(self.positions[[b, a, x]])):
+                if (face := self._wound([b, a, x])) is not None:
+                    return face
+            dead.add((a, b))
         for seed in self.seeds.tolist():  # a new front where the fronts so far cannot go on
             if not self.mesh.used[seed].any() and (face := self._wound(seed, may_start=True)) is not None:
                 return face

@@ -21,6 +21,7 @@ from backend.mesh.quantize import quantize_coords
 DENSIFY_EDGE = 0.12
 MAX_DENSIFY_FACES = 60_000
 PAD = -1  # grid coordinate of an empty candidate slot
+STALLED = 1.5  # decimation left more than this many times the target: cluster first
 # Candidates for a model that does not read them (decoding still keeps to them): a few times the
 # vertices of a typical artist mesh (the procedural data's median is 50, its 99th percentile 216),
 # and few enough that covering the input fits the model's 2,048 tokens (256 ran out of tokens on
@@ -31,15 +32,38 @@ CANDIDATES = 128
 def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tuple[np.ndarray, np.ndarray]:
     """The mesh quadric-decimated to about `target_faces` triangles, unused vertices dropped; a
     mesh with no more faces than that comes back as it is (a low-poly input already names its
-    corners, and fast-simplification refuses a target above the face count)."""
+    corners, and fast-simplification refuses a target above the face count). Where quadric
+    decimation stalls (it will not collapse the long thin triangles of a many-sided CAD
+    cylinder), the vertices are first clustered on a grid about one target edge long."""
     vertices = np.asarray(vertices, np.float64)
     faces = np.asarray(faces, np.int64).reshape(-1, 3)
     if len(faces) > target_faces:
-        vertices, faces = fast_simplification.simplify(vertices.astype(np.float32), faces,
-                                                       target_count=max(int(target_faces), 4))
-        vertices, faces = np.asarray(vertices, np.float64), np.asarray(faces, np.int64)
+        vertices, faces = _simplify(vertices, faces, target_faces)
+    if len(faces) > STALLED * target_faces:
+        area = float(np.linalg.norm(np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]],
+                                             vertices[faces[:, 2]] - vertices[faces[:, 0]]), axis=1).sum() / 2)
+        vertices, faces = _cluster(vertices, faces, 0.5 * np.sqrt(area / target_faces))  # ~4x the target
+        if len(faces) > target_faces:
+            vertices, faces = _simplify(vertices, faces, target_faces)
     used, remap = np.unique(faces, return_inverse=True)
     return vertices[used], remap.reshape(-1, 3)
+
+
+def _simplify(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    simple_v, simple_f = fast_simplification.simplify(vertices.astype(np.float32), faces,
+                                                      target_count=max(int(target_faces), 4))
+    return np.asarray(simple_v, np.float64), np.asarray(simple_f, np.int64)
+
+
+def _cluster(vertices: np.ndarray, faces: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices in one grid cube of side `cell` merged into their mean; collapsed faces dropped."""
+    _, cluster = np.unique(np.floor(vertices / cell), axis=0, return_inverse=True)
+    cluster = cluster.reshape(-1)
+    merged = cluster[faces]
+    merged = merged[(merged[:, 0] != merged[:, 1]) & (merged[:, 1] != merged[:, 2]) & (merged[:, 2] != merged[:, 0])]
+    count = np.bincount(cluster)[:, None]
+    means = np.stack([np.bincount(cluster, vertices[:, k]) for k in range(3)], axis=1) / np.maximum(count, 1)
+    return means, merged
 
 
 def decimated_vertices(vertices: np.ndarray, faces: np.ndarray, count: int) -> np.ndarray:
