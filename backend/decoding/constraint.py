@@ -90,6 +90,7 @@ class InputConstraint:
             self.edges[:] = False
             self.edges[edges[:, 0], edges[:, 1]] = self.edges[edges[:, 1], edges[:, 0]] = True
         self.seeds = np.zeros((0, 3), np.int64) if seeds is None else np.asarray(seeds, np.int64).reshape(-1, 3)
+        self._seeded = set(self.seeds.ravel().tolist())
         # A flip's faces are half of a flipped pair: one flip edge and two of the decimation's.
         self.flip = np.zeros_like(self.edges)
         for first, second in (() if crossing is None else crossing.tolist()):
@@ -377,9 +378,13 @@ class InputConstraint:
         """Candidates from which a face can still be made: vertices on a boundary of the faces
         made (a piece grows as one front), and any vertex of a piece not started yet."""
         if self._stale is not None:
-            may = ~self.started[self.piece] | self.mesh.open_fan[:len(self.piece)]
             for centre in np.flatnonzero(self._stale):
-                self._is_open[centre] = may[centre] and self._starts_a_face(int(centre))
+                if not self.started[self.piece[centre]] and len(self.seeds):
+                    # A piece not started yet: any corner of a decimation face can begin it (a
+                    # scan of every candidate here cost seconds before the first face).
+                    self._is_open[centre] = centre in self._seeded
+                else:
+                    self._is_open[centre] = self.mesh.open_fan[centre] and self._starts_a_face(int(centre))
             self._stale = None
         return self._is_open
 
