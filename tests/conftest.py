@@ -16,6 +16,23 @@ def _limit_threads() -> None:
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="module")
+def untrained():
+    """A `backend.decoding.pipeline.Generator` over a random-weight tiny model with 2 heads: what
+    decoding does when the model knows nothing (the rules alone)."""
+    import torch
+
+    from backend.decoding.pipeline import Generator
+    from backend.model.config import ModelConfig, load_preset
+    from backend.model.decoder import MeshTransformer
+    from backend.model.heads import build_heads
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.from_dict({**load_preset("tiny").to_dict(), "spec_heads": 2})
+    model = MeshTransformer(cfg).eval()
+    return Generator(model, build_heads(cfg, model.lm_head).eval(), cfg)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight `tiny` model (backbone + cross-attention heads) saved like a real one."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 import trimesh
 
 from backend.decoding.constraint import InputConstraint, input_constraint
@@ -16,20 +15,9 @@ from backend.inputs import from_mesh
 from backend.mesh.cleanup import mesh_report
 from backend.mesh.surface import over_triangle
 from backend.mesh.normalize import Normalization
-from backend.model.config import ModelConfig, load_preset
-from backend.model.decoder import MeshTransformer
-from backend.model.heads import build_heads
 from backend.options import GenerateOptions
 from backend.tokenizer.grammar import GrammarState
 from backend.tokenizer.vocab import OFFSET_START, PATCH_START
-
-
-@pytest.fixture(scope="module")
-def untrained() -> Generator:
-    torch.manual_seed(0)
-    cfg = ModelConfig.from_dict({**load_preset("tiny").to_dict(), "spec_heads": 2})
-    model = MeshTransformer(cfg).eval()
-    return Generator(model, build_heads(cfg, model.lm_head).eval(), cfg)
 
 
 def box_constraint(dims=(1.0, 0.6, 0.4)) -> tuple[InputConstraint, np.ndarray]:

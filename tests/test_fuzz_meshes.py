@@ -6,25 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 import trimesh
 
 from backend.decoding.pipeline import Generator
 from backend.generation import generate
 from backend.inputs import from_mesh
 from backend.mesh.cleanup import mesh_report
-from backend.model.config import ModelConfig, load_preset
-from backend.model.decoder import MeshTransformer
-from backend.model.heads import build_heads
 from backend.options import GenerateOptions
-
-
-@pytest.fixture(scope="module")
-def untrained() -> Generator:
-    torch.manual_seed(0)
-    cfg = ModelConfig.from_dict({**load_preset("tiny").to_dict(), "spec_heads": 2})
-    model = MeshTransformer(cfg).eval()
-    return Generator(model, build_heads(cfg, model.lm_head).eval(), cfg)
 
 
 def grid(nx: int, ny: int, bend: float = 0.0) -> trimesh.Trimesh:
