@@ -23,11 +23,13 @@ a speculative pass accepts several faces drafted together, and a fallback may br
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from backend.mesh.candidates import PAD, candidate_grid, decimate
 from backend.mesh.cleanup import SLIVER_DEGREES, smallest_angles
-from backend.mesh.halfedges import HalfEdges, fan_hole, fill_holes, min_angle
+from backend.mesh.halfedges import FLAT_DEGREES, HalfEdges, fan_hole, fill_holes, smallest_angle
 from backend.mesh.quantize import dequantize, quantize_coords
 from backend.mesh.surface import SurfaceIndex, triangle_samples
 from backend.tokenizer.grammar import GrammarState, Kind
@@ -60,18 +62,16 @@ def candidates_over(corners: np.ndarray, points: np.ndarray, tolerance: float) -
 
 
 class InputConstraint:
-    def __init__(self, cells: np.ndarray, surface: SurfaceIndex, edges: np.ndarray | None = None,
-                 crossing: np.ndarray | None = None, seeds: np.ndarray | None = None,
+    def __init__(self, cells: np.ndarray, surface: SurfaceIndex, graph: EdgeGraph | None = None,
                  coverage: float = COVERAGE) -> None:
         """cells: candidate grid cells (k, 3) xyz (PAD rows ignored); surface: the normalized
-        input; edges: (e, 2) pairs of candidate rows that a face may have as an edge (None: any);
-        crossing: (k, 2, 2) pairs of those edges that cross (once one is made, the other is not);
-        seeds: (f, 3) faces `finish` may start a piece the model left untouched with."""
+        input; graph: the edges a face may have (None: any pair of candidates)."""
         cells = np.asarray(cells, np.int64).reshape(-1, 3)
         cells = cells[cells[:, 0] != PAD]
         if len(cells) == 0:
             raise ValueError("the input constraint needs at least one vertex candidate")
         self.cells = cells
+        self.candidates = len(cells)  # `finish` may add a vertex or two to `cells` for a hole
         abc = cells[:, list(AXIS_PERMUTATION)]
         self.blocks = block_of(abc)
         self.offsets = OFFSET_START + offset_of(abc)
@@ -85,27 +85,20 @@ class InputConstraint:
         self.started = np.zeros(len(surface.piece_closed), dtype=bool)
         self.open_edges = np.zeros(len(surface.piece_closed), np.int64)  # boundary edges per piece
         self.mesh = HalfEdges(len(cells))
-        self.edges = np.ones((len(cells), len(cells)), dtype=bool)
-        if edges is not None:
-            self.edges[:] = False
-            self.edges[edges[:, 0], edges[:, 1]] = self.edges[edges[:, 1], edges[:, 0]] = True
-        self.seeds = np.zeros((0, 3), np.int64) if seeds is None else np.asarray(seeds, np.int64).reshape(-1, 3)
-        self._seeded = set(self.seeds.ravel().tolist())
+        graph = graph or EdgeGraph.complete(len(cells))
+        self.edges = _symmetric(graph.edges, len(cells))
         # A flip's faces are half of a flipped pair: one flip edge and two of the decimation's.
-        self.flip = np.zeros_like(self.edges)
-        for first, second in (() if crossing is None else crossing.tolist()):
-            for p, q in (first, second):
-                if not self._is_decimation_edge(p, q, seeds):
-                    self.flip[p, q] = self.flip[q, p] = True
+        self.flip = _symmetric(graph.flips, len(cells))
+        self.seeds = graph.faces  # where `finish` may start a front the model left untouched
+        self._seeded = set(self.seeds.ravel().tolist())
         self.blocked = np.zeros_like(self.edges)  # edges crossing one made
         self._crossing: dict[tuple[int, int], list[tuple[int, int]]] = {}
-        for first, second in (() if crossing is None else crossing.tolist()):
+        for first, second in graph.crossing.tolist():
             self._crossing.setdefault(tuple(first), []).append(tuple(second))
             self._crossing.setdefault(tuple(second), []).append(tuple(first))
         self.version = 0  # faces reported so far: the masks depend on them
         self.filled = 0   # faces added by `finish` rather than decoded
-        # (centre, last) -> (thirds making a triangle on the surface with no other candidate on
-        # it, its samples' voxels): geometry only, so it never goes stale.
+        # sorted (centre, last) -> `_triangles`: geometry only, so it never goes stale.
         self._geometry: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._seconds: dict[int, np.ndarray] = {}
         self._thirds: dict[tuple[int, int], np.ndarray] = {}  # for the current version
@@ -117,11 +110,6 @@ class InputConstraint:
         self._stale: np.ndarray | None = np.ones(len(cells), dtype=bool)  # None: none stale
 
     # -- geometry (static) --------------------------------------------------------------------
-    @staticmethod
-    def _is_decimation_edge(p: int, q: int, seeds: np.ndarray | None) -> bool:
-        if seeds is None:
-            return False
-        return bool(((seeds == p).any(axis=1) & (seeds == q).any(axis=1)).any())
 
     def _second(self, centre: int) -> np.ndarray:
         """Candidates v whose edge (centre, v) lies on the surface."""
@@ -291,7 +279,7 @@ class InputConstraint:
             if (a, b) in dead:
                 continue
             for x in sorted(np.flatnonzero(self._third(b, a)).tolist(),
-                            key=lambda x: -min_angle(self.positions[[b, a, x]])):
+                            key=lambda x: -smallest_angle(self.positions[[b, a, x]])):
                 if (face := self._wound([b, a, x])) is not None:
                     return face
             dead.add((a, b))
@@ -347,7 +335,7 @@ class InputConstraint:
         steps = [np.zeros(3, np.int64)] + [np.eye(3, dtype=np.int64)[i] * sign for i in range(3) for sign in (1, -1)]
         for cell in [quantize_coords(sample)] + [quantize_coords(point) + step for step in steps]:
             position = dequantize(cell[None])[0]
-            flat = any(min_angle(np.array([self.positions[b], self.positions[a], position])) < 1e-3
+            flat = any(smallest_angle(np.array([self.positions[b], self.positions[a], position])) < FLAT_DEGREES
                        for a, b in zip(loop, loop[1:] + loop[:1]))
             if not flat and not (self.cells == cell).all(axis=1).any() and ((cell >= 0) & (cell < 128)).all():
                 piece = self.piece[loop[0]]
@@ -468,14 +456,36 @@ def _simple_loops(loop: list[int]) -> list[list[int]]:
     return [loop] if len(loop) >= 3 else []
 
 
-def candidate_edges(cells: np.ndarray, vertices: np.ndarray, faces: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The edges a face may have, as rows of `cells`: those of the decimated mesh (`vertices`,
-    `faces`) and, for two of its triangles sharing an edge, the other diagonal (the flip a quad or
-    a better triangle may need); faces over other pairs would be long and thin, the decimation
-    already chose which vertices neighbour each other. -> ((e, 2) edges, (k, 2, 2) pairs of them
-    that cross: an edge and its flip, and the flips of two edges of one triangle; (f, 3) the
-    decimation's faces as rows of `cells`)."""
+@dataclass(frozen=True)
+class EdgeGraph:
+    """The edges a face may have, as pairs of candidate rows: `edges` (the decimation's and their
+    flips), `flips` (the flips alone), `crossing` (k, 2, 2) pairs of edges that cross (an edge
+    and its flip, the flips of two edges of one triangle), `faces` the decimation's triangles."""
+    edges: np.ndarray
+    flips: np.ndarray
+    crossing: np.ndarray
+    faces: np.ndarray
+
+    @classmethod
+    def complete(cls, count: int) -> "EdgeGraph":
+        """Every pair of `count` candidates, nothing crossing (a constraint built without a decimation)."""
+        pairs = np.argwhere(np.triu(np.ones((count, count), dtype=bool), 1))
+        none = np.zeros((0, 2), np.int64)
+        return cls(pairs, none, none.reshape(0, 2, 2), none.reshape(0, 3))
+
+
+def _symmetric(pairs: np.ndarray, count: int) -> np.ndarray:
+    matrix = np.zeros((count, count), dtype=bool)
+    matrix[pairs[:, 0], pairs[:, 1]] = matrix[pairs[:, 1], pairs[:, 0]] = True
+    return matrix
+
+
+def candidate_edges(cells: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> EdgeGraph:
+    """The edge graph over `cells` of the decimated mesh (`vertices`, `faces`): its edges and, for
+    two of its triangles sharing an edge whose normals differ by less than 40°, the other diagonal
+    (the flip a quad or a better triangle may need; across a crease it would cut the crease away).
+    Faces over other pairs would be long and thin: the decimation already chose which vertices
+    neighbour each other."""
     row = {tuple(c): i for i, c in enumerate(cells.tolist())}
     ids = np.array([row.get(tuple(c), -1) for c in quantize_coords(vertices).tolist()], np.int64)[faces]
     ids = ids[(ids >= 0).all(axis=1) & (ids[:, 0] != ids[:, 1]) & (ids[:, 1] != ids[:, 2]) & (ids[:, 2] != ids[:, 0])]
@@ -485,7 +495,7 @@ def candidate_edges(cells: np.ndarray, vertices: np.ndarray, faces: np.ndarray
             opposite.setdefault((min(u, v), max(u, v)), []).append(w)
     positions = dequantize(cells)
 
-    def flat(u: int, v: int, w: list[int]) -> bool:  # a flip across a crease would cut it away
+    def flat(u: int, v: int, w: list[int]) -> bool:
         n1, n2 = (np.cross(positions[v] - positions[u], positions[x] - positions[u]) for x in w)
         return abs(float(n1 @ n2)) >= FLIP_COS * np.linalg.norm(n1) * np.linalg.norm(n2)
 
@@ -496,8 +506,9 @@ def candidate_edges(cells: np.ndarray, vertices: np.ndarray, faces: np.ndarray
         sides = [flip.get((min(u, v), max(u, v))) for u, v in ((a, b), (b, c), (c, a))]
         sides = [side for side in sides if side is not None]
         crossing += [(sides[i], sides[j]) for i in range(len(sides)) for j in range(i + 1, len(sides))]
-    edges = np.array(sorted(set(opposite) | set(flip.values())), np.int64).reshape(-1, 2)
-    return edges, np.array(crossing, np.int64).reshape(-1, 2, 2), ids
+    flips = sorted(set(flip.values()) - set(opposite))  # a diagonal that is also an edge stays an edge
+    return EdgeGraph(np.array(sorted(set(opposite) | set(flips)), np.int64).reshape(-1, 2),
+                     np.array(flips, np.int64).reshape(-1, 2), np.array(crossing, np.int64).reshape(-1, 2, 2), ids)
 
 
 def input_constraint(vertices: np.ndarray, faces: np.ndarray, target_faces: int, seed: int = 0
@@ -514,5 +525,4 @@ def input_constraint(vertices: np.ndarray, faces: np.ndarray, target_faces: int,
     samples = triangle_samples(decimated[decimated_faces]).reshape(-1, 3)
     deviation = float(probe.tree.query(samples)[0].max()) if len(samples) else 0.0
     surface = probe if deviation <= probe.tolerance else SurfaceIndex(vertices, faces, seed, tolerance=1.25 * deviation)
-    edges, crossing, seeds = candidate_edges(cells, decimated, decimated_faces)
-    return cells, InputConstraint(cells, surface, edges, crossing, seeds)
+    return cells, InputConstraint(cells, surface, candidate_edges(cells, decimated, decimated_faces))

@@ -223,7 +223,6 @@ class Generator:
         started = time.perf_counter()
         normalization, latents, constraint = self.encode(points, normals, options, mesh)
         run = _Run(started, MeshAssembler(normalization), {} if self.profile else None)
-        stop_reason = "max_tokens"
         # The model's context holds max_seq_len tokens; past it, decoding goes on from a fresh
         # context while the constraint carries the faces made (patches start on their boundary).
         while True:
@@ -255,7 +254,7 @@ class Generator:
             "contexts": run.contexts,
             # share of the input's surface the faces stand for (mesh inputs decoded on the input)
             "coverage": None if constraint is None else round(constraint.covered_fraction(), 4),
-            "candidates": None if constraint is None else len(constraint.positions),
+            "candidates": None if constraint is None else constraint.candidates,
             "filled_faces": 0 if constraint is None else constraint.filled,
             "input_pieces": None if constraint is None else len(constraint.pieces),
         }

@@ -252,7 +252,8 @@ def smallest_angles(triangles: np.ndarray) -> np.ndarray:
     lengths = np.linalg.norm(edges, axis=2)
     cos = -np.einsum("mkd,mkd->mk", edges, np.roll(edges, 1, axis=1)) / np.maximum(
         lengths * np.roll(lengths, 1, axis=1), 1e-30)
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))).min(axis=1)
+    smallest = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))).min(axis=1)
+    return np.where(lengths.min(axis=1) > 1e-12, smallest, 0.0)
 
 
 # A plane with more faces than this is left as it is by `covered_faces` (the check is quadratic).

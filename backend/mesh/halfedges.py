@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from backend.mesh.cleanup import smallest_angles
+
 Face = tuple[int, int, int]
 
 
@@ -86,21 +88,6 @@ class HalfEdges:
         return 3 - 2 * shared
 
     @property
-    def pinched(self) -> int:
-        """Vertices whose faces form more than one fan."""
-        return sum(1 for v in np.flatnonzero(self.used) if len(self._fans(int(v))) > 1)
-
-    def _fans(self, v: int) -> list[set[int]]:
-        faces = [f for f in self.faces if v in f]
-        groups: list[set[int]] = []
-        for f in faces:
-            others = set(f) - {v}
-            joined = [g for g in groups if g & others]
-            merged = others.union(*joined)
-            groups = [g for g in groups if not g & others] + [merged]
-        return groups
-
-    @property
     def boundary(self) -> np.ndarray:
         """(k, 2) directed edges a -> b of one face whose reverse no face runs."""
         return np.argwhere(self.edge & ~self.edge.T)
@@ -146,13 +133,12 @@ def _first_counter_clockwise(positions: np.ndarray, normal: np.ndarray, vertex: 
     return min(choices, key=angle)
 
 
-def min_angle(corners: np.ndarray) -> float:
-    edges = [corners[(i + 1) % 3] - corners[i] for i in range(3)]
-    lengths = [float(np.linalg.norm(e)) for e in edges]
-    if min(lengths) < 1e-12:
-        return 0.0
-    angles = [np.arccos(np.clip(-(edges[i - 1] @ edges[i]) / (lengths[i - 1] * lengths[i]), -1, 1)) for i in range(3)]
-    return float(min(angles))
+def smallest_angle(corners: np.ndarray) -> float:
+    """Smallest interior angle of one triangle (3, 3), in degrees (0 when degenerate)."""
+    return float(smallest_angles(corners[None])[0])
+
+
+FLAT_DEGREES = 0.0573  # 1 milliradian: three corners this close to a line make no face
 
 
 def fill_holes(mesh: HalfEdges, positions: np.ndarray, loops: list[list[int]],
@@ -171,10 +157,10 @@ def fill_holes(mesh: HalfEdges, positions: np.ndarray, loops: list[list[int]],
                 if mesh.edge[previous, following] or (len(loop) > 3 and mesh.edge[following, previous]):
                     continue
                 face = (following, v, previous)
-                angle = min_angle(positions[list(face)])
-                if angle < 1e-3 or mesh.made(*face):  # no face at all, or a face's back
+                angle = smallest_angle(positions[list(face)])
+                if angle < FLAT_DEGREES or mesh.made(*face):  # no face at all, or a face's back
                     continue
-                rank = score(face) + angle / np.pi
+                rank = score(face) + angle / 180.0
                 if rank > best_score:
                     best, best_score = i, rank
             if best is None:
