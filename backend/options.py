@@ -53,6 +53,8 @@ class GenerateOptions:
     # Mesh inputs: the triangle count to aim for (the candidates are the input decimated to it;
     # a closed piece made of all of them has about this many faces).
     faces: int = 300
+    # Mesh inputs: lay the candidates out for quads (a quad remesh where it keeps the shape).
+    quads: bool = False
     seed: int = 0
     # Mesh inputs: every vertex is one of the input's decimated vertices (backend.mesh.candidates).
     snap: bool = True

@@ -1,5 +1,6 @@
 import copy
 import dataclasses
+import functools
 import itertools
 from collections import Counter
 
@@ -11,7 +12,7 @@ from backend.decoding.autoregressive import stream_ar
 from backend.decoding.grammar_mask import GrammarMasks
 from backend.decoding.sampling import SamplingConfig, distribution, make_generator
 from backend.decoding.speculative import SpeculativeDecoder, stream_speculative
-from backend.decoding.tree import PRUNE, DraftTree, build_tree
+from backend.decoding.tree import PRUNE, DraftTree, HeadScores, build_tree
 from backend.model.heads import build_heads
 from backend.model.io import load_model
 from backend.tokenizer.bpt import decode
@@ -48,7 +49,29 @@ def ar_tokens(model, lat, sampling, max_tokens, seed=0) -> list[int]:
     return [t for p in stream_ar(model, lat, sampling, max_tokens, make_generator(seed)) for t in p]
 
 
-class OracleHeads:
+@functools.cache
+def identity() -> torch.Tensor:
+    return torch.eye(VOCAB_SIZE, dtype=torch.float64)
+
+
+class LogitsHeads:
+    """Base of the test doubles, which say what to draft as logits [1, n, V] (`draft`): decoding
+    reads features and output matrices, so the logits are the features and every head's output
+    matrix is the identity."""
+
+    token_input = False
+
+    def prepare(self, latents):
+        return None
+
+    def out_weight(self, head: int) -> torch.Tensor:
+        return identity()
+
+    def draft_features(self, hidden_last, prepared, num_heads=None, token_embedding=None):
+        return self.draft(hidden_last, prepared, num_heads, token_embedding)
+
+
+class OracleHeads(LogitsHeads):
     """Test double for trained heads: drafts the known continuation `target`, except at the
     positions in `wrong`, so that acceptance, partial acceptance and rollback all happen."""
 
@@ -56,14 +79,9 @@ class OracleHeads:
         self.target, self.wrong, self.num_heads = target, wrong, num_heads
         self.decoder: SpeculativeDecoder | None = None
 
-    def prepare(self, latents):
-        return None
-
-    token_input = False
-
     def draft(self, hidden_last, prepared, num_heads=None, token_embedding=None):
         n = len(self.decoder.tokens)
-        logits = torch.zeros(1, num_heads, 5122, dtype=hidden_last.dtype)
+        logits = torch.zeros(1, num_heads, 5122, dtype=torch.float64)
         for i in range(num_heads):
             index = n + i  # head i drafts x_{n+1+i} = target[n+i]
             token = self.target[index] if index < len(self.target) else EOS
@@ -71,7 +89,7 @@ class OracleHeads:
         return logits
 
 
-class LookaheadHeads:
+class LookaheadHeads(LogitsHeads):
     """A draft model that knows the backbone: head i gives the backbone's logits i tokens ahead
     along its greedy path, times `factor`. With factor < 1 the drafts use the backbone's own
     candidates with flatter weights, so exact verification must both accept and resample."""
@@ -80,11 +98,6 @@ class LookaheadHeads:
         self.model, self.latents, self.factor, self.num_heads = model, latents, factor, num_heads
         self.masks = GrammarMasks("cpu")
         self.decoder: SpeculativeDecoder | None = None
-
-    def prepare(self, latents):
-        return None
-
-    token_input = False
 
     def draft(self, hidden_last, prepared, num_heads=None, token_embedding=None):
         state = GrammarState()
@@ -247,7 +260,7 @@ def test_pts_paths_are_valid_top_k_paths_of_the_tree(tiny):
         head_logits = heads.draft(hidden[:, -1], heads.prepare(lat))[0]
     state = GrammarState()
     state.advance(4608 + 73)
-    tree = build_tree(head_logits, state, masks, cfg, k=3, budget=256)
+    tree = build_tree(scores_of(head_logits), state, masks, cfg, k=3, budget=256)
     assert tree.tokens and all(w >= PRUNE for w in tree.weights) and tree.rows <= 1 + 3 + 9 + 27 + 81
     depth = [0]
     for parent in tree.parents:
@@ -268,8 +281,14 @@ def test_pts_paths_are_valid_top_k_paths_of_the_tree(tiny):
         assert product >= PRUNE
         assert len(chain.tokens) == max(depth) or chain.tokens[-1] == EOS  # the deepest level, or an EOS leaf
 
-    greedy = build_tree(head_logits, state, masks, GREEDY, k=3, budget=256)  # still K_s candidates a node
+    greedy = build_tree(scores_of(head_logits), state, masks, GREEDY, k=3, budget=256)  # still K_s candidates a node
     assert greedy.sample_path(generator, with_q=False).tokens[0] in greedy.tokens
+
+
+def scores_of(logits: torch.Tensor) -> HeadScores:
+    """Tree drafting's scores for head logits [L, V]: features the logits, weights the identity."""
+    eye = identity().float().numpy()
+    return HeadScores(logits.float().numpy(), [eye] * len(logits))
 
 
 def clone(state):
@@ -388,7 +407,7 @@ def test_build_tree_takes_the_likeliest_nodes_parents_first(tiny):
     logits = torch.full((2, 5122), -30.0)
     logits[0, [4608, 4609, 4610]] = torch.tensor([2.0, 1.0, 0.0])  # patch starts (the grammar's first)
     logits[1, [600, 601]] = torch.tensor([1.0, 0.0])               # offsets
-    tree = build_tree(logits, GrammarState(), GrammarMasks("cpu"), SamplingConfig(temperature=1.0), k=2, budget=4)
+    tree = build_tree(scores_of(logits), GrammarState(), GrammarMasks("cpu"), SamplingConfig(temperature=1.0), k=2, budget=4)
     assert tree.tokens[:2] == [4608, 600] and tree.parents[:2] == [0, 1]
     assert all(parent <= node for node, parent in enumerate(tree.parents))
     assert len(tree.tokens) == 4 and tree.masks.shape == (5, 5122)
@@ -402,7 +421,7 @@ def test_a_drafted_eos_row_is_a_distribution():
         state.advance(token)
     logits = torch.full((2, VOCAB_SIZE), -30.0)
     logits[0, EOS] = 5.0
-    tree = build_tree(logits, state, GrammarMasks("cpu"), SamplingConfig(temperature=1.0), k=2, budget=4)
+    tree = build_tree(scores_of(logits), state, GrammarMasks("cpu"), SamplingConfig(temperature=1.0), k=2, budget=4)
     eos_row = tree.tokens.index(EOS) + 1
     probs = distribution(torch.randn(tree.rows, VOCAB_SIZE), tree.masks, SamplingConfig())
     assert torch.isfinite(probs).all() and probs[eos_row, EOS] == 1.0

@@ -102,7 +102,7 @@ def options_from_args(args: argparse.Namespace):
         pts_k=args.pts_k, tree_nodes=args.tree_nodes, verify=args.verify, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, max_faces=args.max_faces, seed=args.seed,
         faces=2 * args.faces if getattr(args, "quads", False) else args.faces,  # a quad is two triangles
-        snap=args.snap, attempts=args.attempts,
+        quads=getattr(args, "quads", False), snap=args.snap, attempts=args.attempts,
     )
 
 

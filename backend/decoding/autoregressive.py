@@ -15,7 +15,7 @@ from torch import Tensor
 
 from backend.decoding.constraint import InputConstraint
 from backend.decoding.grammar_mask import GrammarMasks
-from backend.decoding.sampling import SamplingConfig, distribution, make_generator, sample
+from backend.decoding.sampling import SamplingConfig, allowed_distribution, make_generator, sample
 from backend.model.decoder import KVCache, MeshTransformer
 from backend.tokenizer.grammar import GrammarState
 from backend.tokenizer.vocab import BOS, EOS
@@ -34,9 +34,9 @@ def ar_step(model: MeshTransformer, cache: KVCache, fed: Tensor, masks: Tensor, 
     """Feed one token per row (fed [B, 1]) and sample the next under the grammar masks [B, V]:
     (next tokens [B], the final hidden states [B, d] that predicted them)."""
     clock = clock or Clock(None)
-    logits, hidden = model(fed, cache=cache)
+    _, hidden = model(fed, cache=cache, logits=False)
     clock("model")
-    token = sample(distribution(logits[:, -1], masks, sampling), generator)
+    token = sample(allowed_distribution(hidden[:, -1], model.output_weight, masks, sampling), generator)
     clock("sampling")
     return token, hidden[:, -1]
 

@@ -23,7 +23,7 @@ from backend.model.decoder import MeshTransformer
 
 
 def compile_decoding(model: MeshTransformer, heads: nn.Module | None) -> bool:
-    """Compile `model.step` and `heads.draft` in place; False (eager, notice printed) when this
+    """Compile `model.step` and `heads.draft_features` in place; False (eager, notice printed) when this
     machine cannot compile."""
     device = next(model.parameters()).device
     reason = _cannot_compile(device)
@@ -35,7 +35,8 @@ def compile_decoding(model: MeshTransformer, heads: nn.Module | None) -> bool:
         model.lm_head.weight  # a factorized vocabulary caches its full matrix now, outside the graphs
     model.compiled_step = _Guarded(torch.compile(model.step, mode=mode, dynamic=False), model.step, "backbone step")
     if heads is not None:
-        heads.draft = _Guarded(torch.compile(heads.draft, mode=mode, dynamic=False), heads.draft, "drafting heads")
+        heads.draft_features = _Guarded(torch.compile(heads.draft_features, mode=mode, dynamic=False),
+                                        heads.draft_features, "drafting heads")
     return True
 
 

@@ -5,7 +5,8 @@ Left alone, the model places vertices where its sequence statistics put them and
 early (docs/experiments/conditioning.md). For a mesh input, `InputConstraint` narrows the grammar
 masks of every decoder (AR, speculative drafts and verification alike):
 
-- every vertex is a vertex candidate (the input quadric-decimated, backend.mesh.candidates);
+- every vertex is a vertex candidate, and every edge an edge of the candidates' layout or a
+  flipped diagonal (the input quadric-decimated, or quad-remeshed for quads: backend.mesh.layout);
 - a face lies on the input surface (backend.mesh.surface), over surface no face covers yet (at
   most `OVERLAP` of it), and holds no other candidate over its area or on its edges (no
   T-junctions, and no candidate is skipped, so the face count follows the candidate count);
@@ -27,8 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.mesh.candidates import PAD, candidate_grid, decimate
+from backend.mesh.candidates import PAD, candidate_grid
 from backend.mesh.cleanup import SLIVER_DEGREES, smallest_angles
+from backend.mesh.layout import Layout, choose_layout
 from backend.mesh.halfedges import FLAT_DEGREES, HalfEdges, fan_hole, fill_holes, smallest_angle
 from backend.mesh.quantize import dequantize, quantize_coords
 from backend.mesh.surface import SurfaceIndex, triangle_samples
@@ -63,14 +65,16 @@ def candidates_over(corners: np.ndarray, points: np.ndarray, tolerance: float) -
 
 class InputConstraint:
     def __init__(self, cells: np.ndarray, surface: SurfaceIndex, graph: EdgeGraph | None = None,
-                 coverage: float = COVERAGE) -> None:
+                 coverage: float = COVERAGE, layout: str = "decimation") -> None:
         """cells: candidate grid cells (k, 3) xyz (PAD rows ignored); surface: the normalized
-        input; graph: the edges a face may have (None: any pair of candidates)."""
+        input; graph: the edges a face may have (None: any pair of candidates); layout: what the
+        candidates were laid out by (backend.mesh.layout), for the stats."""
         cells = np.asarray(cells, np.int64).reshape(-1, 3)
         cells = cells[cells[:, 0] != PAD]
         if len(cells) == 0:
             raise ValueError("the input constraint needs at least one vertex candidate")
         self.cells = cells
+        self.layout = layout
         self.candidates = len(cells)  # `finish` may add a vertex or two to `cells` for a hole
         abc = cells[:, list(AXIS_PERMUTATION)]
         self.blocks = block_of(abc)
@@ -480,14 +484,15 @@ def _symmetric(pairs: np.ndarray, count: int) -> np.ndarray:
     return matrix
 
 
-def candidate_edges(cells: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> EdgeGraph:
-    """The edge graph over `cells` of the decimated mesh (`vertices`, `faces`): its edges and, for
-    two of its triangles sharing an edge whose normals differ by less than 40°, the other diagonal
-    (the flip a quad or a better triangle may need; across a crease it would cut the crease away).
-    Faces over other pairs would be long and thin: the decimation already chose which vertices
-    neighbour each other."""
+def candidate_edges(cells: np.ndarray, layout: Layout) -> EdgeGraph:
+    """The edge graph over `cells` of the layout: its edges and, for two of its triangles sharing
+    an edge whose normals differ by less than 40°, the other diagonal (the flip a quad or a better
+    triangle may need; across a crease it would cut the crease away). For quad output only the
+    layout's quad diagonals flip, so every face stays half of a layout quad. Faces over other pairs would
+    be long and thin: the layout already chose which vertices neighbour each other."""
     row = {tuple(c): i for i, c in enumerate(cells.tolist())}
-    ids = np.array([row.get(tuple(c), -1) for c in quantize_coords(vertices).tolist()], np.int64)[faces]
+    rows = np.array([row.get(tuple(c), -1) for c in quantize_coords(layout.vertices).tolist()], np.int64)
+    ids = rows[layout.faces]
     ids = ids[(ids >= 0).all(axis=1) & (ids[:, 0] != ids[:, 1]) & (ids[:, 1] != ids[:, 2]) & (ids[:, 2] != ids[:, 0])]
     opposite: dict[tuple[int, int], list[int]] = {}
     for a, b, c in ids.tolist():
@@ -499,8 +504,11 @@ def candidate_edges(cells: np.ndarray, vertices: np.ndarray, faces: np.ndarray) 
         n1, n2 = (np.cross(positions[v] - positions[u], positions[x] - positions[u]) for x in w)
         return abs(float(n1 @ n2)) >= FLIP_COS * np.linalg.norm(n1) * np.linalg.norm(n2)
 
+    flippable = None
+    if layout.diagonals is not None:
+        flippable = {(min(u, v), max(u, v)) for u, v in rows[layout.diagonals].tolist()}
     flip = {edge: (min(w), max(w)) for edge, w in opposite.items()
-            if len(w) == 2 and w[0] != w[1] and flat(*edge, w)}
+            if len(w) == 2 and w[0] != w[1] and (flippable is None or edge in flippable) and flat(*edge, w)}
     crossing = [(edge, flipped) for edge, flipped in flip.items()]
     for a, b, c in ids.tolist():
         sides = [flip.get((min(u, v), max(u, v))) for u, v in ((a, b), (b, c), (c, a))]
@@ -511,18 +519,19 @@ def candidate_edges(cells: np.ndarray, vertices: np.ndarray, faces: np.ndarray) 
                      np.array(flips, np.int64).reshape(-1, 2), np.array(crossing, np.int64).reshape(-1, 2, 2), ids)
 
 
-def input_constraint(vertices: np.ndarray, faces: np.ndarray, target_faces: int, seed: int = 0
+def input_constraint(vertices: np.ndarray, faces: np.ndarray, target_faces: int, seed: int = 0,
+                     quads: bool = False
                      ) -> tuple[np.ndarray, InputConstraint] | None:
     """(candidate cells, the constraint) for a normalized input mesh decoded to about
-    `target_faces` triangles, or None when it has no candidate vertex. Faces may stray from the
-    surface as far as the decimation's own faces do (a coarse target on a curved input needs
-    more room than the fine default tolerance)."""
-    decimated, decimated_faces = decimate(vertices, faces, target_faces)
-    cells = candidate_grid(decimated, len(decimated))
-    if len(decimated) == 0 or not (cells[:, 0] != PAD).any():
+    `target_faces` triangles (laid out for quads with `quads`), or None when it has no candidate
+    vertex. Faces may stray from the surface as far as the layout's own faces do (a coarse target
+    on a curved input needs more room than the fine default tolerance)."""
+    layout = choose_layout(vertices, faces, target_faces, quads)
+    cells = candidate_grid(layout.vertices, len(layout.vertices))
+    if len(layout.vertices) == 0 or not (cells[:, 0] != PAD).any():
         return None
     probe = SurfaceIndex(vertices, faces, seed)
-    samples = triangle_samples(decimated[decimated_faces]).reshape(-1, 3)
+    samples = triangle_samples(layout.vertices[layout.faces]).reshape(-1, 3)
     deviation = float(probe.tree.query(samples)[0].max()) if len(samples) else 0.0
     surface = probe if deviation <= probe.tolerance else SurfaceIndex(vertices, faces, seed, tolerance=1.25 * deviation)
-    return cells, InputConstraint(cells, surface, candidate_edges(cells, decimated, decimated_faces))
+    return cells, InputConstraint(cells, surface, candidate_edges(cells, layout), layout=layout.kind)

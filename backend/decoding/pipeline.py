@@ -255,6 +255,7 @@ class Generator:
             # share of the input's surface the faces stand for (mesh inputs decoded on the input)
             "coverage": None if constraint is None else round(constraint.covered_fraction(), 4),
             "candidates": None if constraint is None else constraint.candidates,
+            "layout": None if constraint is None else constraint.layout,  # backend.mesh.layout.Layout.kind
             "filled_faces": 0 if constraint is None else constraint.filled,
             "input_pieces": None if constraint is None else len(constraint.pieces),
         }
@@ -329,7 +330,7 @@ class Generator:
         cells, constraint = None, None
         if mesh is not None and options.snap:
             built = input_constraint(normalization.apply(np.asarray(mesh[0], np.float64)),
-                                     np.asarray(mesh[1], np.int64), options.faces, options.seed)
+                                     np.asarray(mesh[1], np.int64), options.faces, options.seed, options.quads)
             cells, constraint = built if built is not None else (None, None)
         # A model that reads candidates gets its number of slots (None: all empty, a bare cloud).
         read = None

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from backend.decoding.autoregressive import Clock, ar_step, token_limit
 from backend.decoding.constraint import InputConstraint
 from backend.decoding.grammar_mask import GrammarMasks, clone_state
-from backend.decoding.sampling import SamplingConfig, distribution, sample
-from backend.decoding.tree import PTS_NODES, DraftTree, build_tree, tree_attention
+from backend.decoding.sampling import SamplingConfig, allowed_distribution, sample
+from backend.decoding.tree import PTS_NODES, DraftTree, HeadScores, build_tree, tree_attention
 from backend.model.decoder import MeshTransformer
 from backend.options import check_decoding
 from backend.tokenizer.grammar import GrammarState
@@ -53,6 +54,7 @@ class SpeculativeDecoder:
         with torch.inference_mode():
             self.cache = model.new_cache(1, self.limit, latents)
             self.prepared = heads.prepare(latents)  # the heads' latent K/V, once per generation
+            self.host_weights = _host_matrices([heads.out_weight(j) for j in range(num_heads)])
         self.masks = GrammarMasks(latents.device, constraint)
         self.state = GrammarState()  # after every accepted token
         self.tokens: list[int] = []
@@ -86,9 +88,9 @@ class SpeculativeDecoder:
         # A static cache (compiled step) gets every verify pass padded to the same rows.
         pad = self.rows - tree.rows if self.cache.static else 0
         fed = torch.tensor([[self.tokens[-1], *tree.tokens, *[EOS] * pad]], device=self.latents.device)
-        logits, hidden = self.model(fed, cache=self.cache, tree=tree_attention(tuple(tree.parents), pad))
+        _, hidden = self.model(fed, cache=self.cache, tree=tree_attention(tuple(tree.parents), pad), logits=False)
         clock("model")
-        probs = distribution(logits[0, :tree.rows], tree.masks, self.sampling)
+        probs = allowed_distribution(hidden[0, :tree.rows], self.model.output_weight, tree.masks, self.sampling)
         if self.verify == "exact":
             path, extra = tree.exact_path(probs, self.generator)
         else:
@@ -121,33 +123,34 @@ class SpeculativeDecoder:
         depth = min(self.num_heads, self.limit - n - 1)
         if depth <= 0:  # at the token limit: a plain AR step
             return DraftTree([], [], self.masks(self.state)[None])
-        logits = self._head_logits(depth)
+        features = self._head_features(depth)
         clock("heads")
         if self.draft == "is":
-            return self._independent(logits)
+            return self._independent(features)
         budget = self.tree_nodes if self.draft == "tree" else PTS_NODES
-        tree = build_tree(logits, self.state, self.masks, self.sampling, self.pts_k,
+        scores = HeadScores(features.float().cpu().numpy(), self.host_weights[:depth])
+        tree = build_tree(scores, self.state, self.masks, self.sampling, self.pts_k,
                           min(budget, self.cache.max_len - n - 1))  # nodes take cache slots
         return tree if self.draft == "tree" else tree.sample_path(self.generator, self.verify == "exact")
 
-    def _head_logits(self, length: int) -> Tensor:
-        """The first `length` heads' logits [length, V] for the tokens after x_n."""
+    def _head_features(self, length: int) -> Tensor:
+        """The first `length` heads' features [length, d] for the tokens after x_n."""
         assert self.hidden is not None, "prefill() first"
         embedding = None
         if self.heads.token_input:
             embedding = self.model.tok_emb(torch.tensor([self.tokens[-1]], device=self.latents.device))
         # All heads every time (one shape for a compiled draft); the last passes use fewer.
-        return self.heads.draft(self.hidden, self.prepared, num_heads=self.num_heads,
-                                token_embedding=embedding)[0, :length]
+        return self.heads.draft_features(self.hidden, self.prepared, num_heads=self.num_heads,
+                                         token_embedding=embedding)[0, :length]
 
-    def _independent(self, head_logits: Tensor) -> DraftTree:
+    def _independent(self, features: Tensor) -> DraftTree:
         """IS: each head samples its token under the grammar state the chain so far reaches."""
         state = clone_state(self.state)
         tokens: list[int] = []
         masks = [self.masks(state)]
         qs: list[Tensor] = []
-        for logits in head_logits:
-            q = distribution(logits, masks[-1], self.sampling)
+        for head, feature in enumerate(features):
+            q = allowed_distribution(feature[None], self.heads.out_weight(head), masks[-1][None], self.sampling)[0]
             token = int(sample(q, self.generator))
             state.advance(token)
             tokens.append(token)
@@ -157,6 +160,16 @@ class SpeculativeDecoder:
                 break
         q = torch.stack(qs) if self.verify == "exact" else None
         return DraftTree(tokens, list(range(len(tokens))), torch.stack(masks), q)
+
+
+def _host_matrices(weights: list[Tensor]) -> list[np.ndarray]:
+    """The heads' output matrices as float32 host arrays for tree drafting, each distinct matrix
+    converted once (shared heads all read the backbone's)."""
+    host: dict[int, np.ndarray] = {}
+    for weight in weights:
+        if weight.data_ptr() not in host:
+            host[weight.data_ptr()] = weight.detach().float().cpu().numpy()
+    return [host[weight.data_ptr()] for weight in weights]
 
 
 def stream_speculative(model: MeshTransformer, heads: nn.Module | None, latents: Tensor,

@@ -133,24 +133,40 @@ def tree_attention(parents: tuple[int, ...], pad: int = 0) -> Tensor:
     return visible
 
 
-def build_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks, sampling: SamplingConfig,
+class HeadScores:
+    """The drafting heads' logits for a few token ids at a time, on the host: head d's score of
+    token t is features[d] · weights[d][t]. Only the tokens a node's grammar state allows are
+    ever scored, so a pass reads a few hundred rows of the [V, d] output matrices, not all of
+    them once per head (issue 22)."""
+
+    def __init__(self, features: np.ndarray, weights: list[np.ndarray]) -> None:
+        self.features, self.weights = features, weights  # [L, d]; L matrices [V, d]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __call__(self, head: int, ids: np.ndarray) -> np.ndarray:
+        return self.weights[head][ids] @ self.features[head]
+
+
+def build_tree(scores: HeadScores, state: GrammarState, masks: GrammarMasks, sampling: SamplingConfig,
                k: int, budget: int) -> DraftTree:
-    """The `budget` likeliest nodes of the top-`k` tree over the heads' distributions [L, V]
-    (head d gives depth d + 1), every node under the grammar state its path reaches. The heads'
-    logits come to the host once and the search runs in numpy: a handful of tiny kernels and a
-    device sync per node would cost more than the search itself."""
+    """The `budget` likeliest nodes of the top-`k` tree over the heads' distributions (head d
+    gives depth d + 1), every node under the grammar state its path reaches. The search runs on
+    the host in numpy: a handful of tiny kernels and a device sync per node would cost more than
+    the search itself."""
     temperature = 1.0 if sampling.greedy else sampling.temperature
-    logits = head_logits.float().cpu().numpy() / temperature
     tops: dict[tuple[int, tuple], list[tuple[float, int]]] = {}
     order = itertools.count()  # tie-breaker, so the heap never compares states
     heap: list[tuple[float, int, int, int, int, GrammarState]] = []
 
     def push_children(row: int, path_state: GrammarState, weight: float, depth: int) -> None:
-        if depth > len(logits):
+        if depth > len(scores):
             return
         key = (depth, path_state.mask_key())
         if key not in tops:
-            tops[key] = top_k_probabilities(logits[depth - 1], masks.allowed_ids(path_state), k)
+            allowed = masks.allowed_ids(path_state)
+            tops[key] = top_k_probabilities(scores(depth - 1, allowed) / temperature, allowed, k)
         for p, token in tops[key]:
             if weight * p >= PRUNE:
                 heapq.heappush(heap, (-weight * p, next(order), row, depth, token, path_state))
@@ -173,10 +189,9 @@ def build_tree(head_logits: Tensor, state: GrammarState, masks: GrammarMasks, sa
     return DraftTree(tokens, parents, torch.stack(node_masks), weights=weights)
 
 
-def top_k_probabilities(logits: np.ndarray, allowed: np.ndarray, k: int) -> list[tuple[float, int]]:
-    """(p, token) of the k likeliest tokens, likeliest first, of softmax(logits) restricted to the
-    `allowed` token ids; tokens whose p underflows to 0 are left out."""
-    values = logits[allowed]
+def top_k_probabilities(values: np.ndarray, allowed: np.ndarray, k: int) -> list[tuple[float, int]]:
+    """(p, token) of the k likeliest tokens, likeliest first, of the softmax of `values`, the
+    logits of the `allowed` token ids; tokens whose p underflows to 0 are left out."""
     probs = np.exp(values - values.max())
     probs /= probs.sum()
     pick = np.argpartition(-probs, k - 1)[:k] if len(probs) > k else np.arange(len(probs))

@@ -126,8 +126,10 @@ class MeshTransformer(nn.Module):
         return KVCache(k=k, v=v, cross_k=ck, cross_v=cv, static=True)
 
     def forward(self, tokens: Tensor, latents: Tensor | None = None, cache: KVCache | None = None,
-                start_pos: int = 0, tree: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """tokens [B, T] -> (logits [B, T, V], final-normed hidden [B, T, d]).
+                start_pos: int = 0, tree: Tensor | None = None, logits: bool = True) -> tuple[Tensor | None, Tensor]:
+        """tokens [B, T] -> (logits [B, T, V], final-normed hidden [B, T, d]); with `logits` False
+        the logits are None: decoding scores only the tokens its masks allow
+        (`backend.decoding.sampling.allowed_distribution` over `output_weight`).
 
         Without a cache the T tokens sit at positions [start_pos, start_pos+T) and attend
         causally among themselves (training, scoring). With a cache they sit at
@@ -171,22 +173,25 @@ class MeshTransformer(nn.Module):
         positions, slots, mask, keys = cache_layout(t, start_pos, tree, cache.max_len if cache.static else None,
                                                     tokens.device)
         step = self.compiled_step if cache.static and self.compiled_step is not None else self.step
-        logits, hidden = step(tokens, positions, slots, mask, cache.k, cache.v, cache.cross_k, cache.cross_v, keys)
+        hidden = step(tokens, positions, slots, mask, cache.k, cache.v, cache.cross_k, cache.cross_v, keys)
         cache.pos = start_pos + t
-        return logits, hidden
+        return (vocab_logits(self.output_weight, hidden) if logits else None), hidden
+
+    @property
+    def output_weight(self) -> Tensor:
+        """The LM head's [V, d] matrix (tied with the token embedding, or its own)."""
+        return self.lm_head.weight
 
     def step(self, tokens: Tensor, positions: Tensor, slots: Tensor, mask: Tensor | None, k: Tensor, v: Tensor,
-             cross_k: Tensor, cross_v: Tensor, keys: int) -> tuple[Tensor, Tensor]:
+             cross_k: Tensor, cross_v: Tensor, keys: int) -> Tensor:
         """One decoding pass on tensors only (what `torch.compile` captures): tokens [B, T] at
         `positions` [T], their keys/values written into the cache buffers k, v at `slots` [T],
-        attending to the first `keys` cached rows under `mask` (see `layers.cache_layout`)."""
+        attending to the first `keys` cached rows under `mask` (see `layers.cache_layout`);
+        -> the final-normed hidden states [B, T, d]."""
         x = self.tok_emb(tokens) + self.pos_emb(positions)
         for i, block in enumerate(self.blocks):
             x = block(x, cross_k[i], cross_v[i], cache_k=k[i], cache_v=v[i], slots=slots, keys=keys, mask=mask)
-        hidden = self.ln_f(x)
-        if isinstance(self.lm_head, (nn.Linear, FactorizedVocab)):
-            return vocab_logits(self.lm_head.weight, hidden), hidden  # a few rows, no bias
-        return self.lm_head(hidden), hidden
+        return self.ln_f(x)
 
 
 def empty_candidates(batch: int, count: int, device: torch.device | str = "cpu") -> Tensor:

@@ -120,11 +120,20 @@ class DraftHeads(nn.Module):
 
     def draft(self, hidden_last: Tensor, prepared: PreparedLatents | None, num_heads: int | None = None,
               token_embedding: Tensor | None = None) -> Tensor:
-        """Fast path for decoding: hidden at one position [B, d] (and x_n's embedding [B, d]) ->
-        logits [B, n, V]."""
+        """Hidden at one position [B, d] (and x_n's embedding [B, d]) -> logits [B, n, V]."""
+        return self._logits(self.draft_features(hidden_last, prepared, num_heads, token_embedding))
+
+    def draft_features(self, hidden_last: Tensor, prepared: PreparedLatents | None, num_heads: int | None = None,
+                       token_embedding: Tensor | None = None) -> Tensor:
+        """Decoding's path: `draft` before the output matrices, [B, n, d]; decoding scores only
+        the tokens its masks allow (`out_weight`)."""
         n = self._count(num_heads)
         embedding = None if token_embedding is None else token_embedding[:, None]
-        return self._logits(self.features(self.head_inputs(hidden_last[:, None], embedding, n), prepared)[:, 0])
+        return self.features(self.head_inputs(hidden_last[:, None], embedding, n), prepared)[:, 0]
+
+    def out_weight(self, head: int) -> Tensor:
+        """Head `head`'s output matrix W^(d) [V, d] (the backbone's LM head when shared)."""
+        return self.__dict__["shared_lm_head"].weight if self.out is None else self.out[head]
 
 
 class CrossAttentionHeads(DraftHeads):
