@@ -75,15 +75,16 @@ def _check_size(params: int, path: Path, what: str) -> None:
                          "the config does not match the weights")
 
 
-def _planned_sizes(config: ModelConfig) -> tuple[int, int]:
-    """Parameters of the backbone and of the heads' own (not shared) weights, counted on the meta
-    device: nothing is allocated."""
-    with torch.device("meta"):
-        model = MeshTransformer(config)
-        heads = build_heads(config, model.lm_head)
-    shared = {id(p) for p in model.parameters()}
-    return (sum(p.numel() for p in model.parameters()),
-            sum(p.numel() for p in heads.parameters() if id(p) not in shared))
+def _least_parameters(config: ModelConfig) -> tuple[int, int]:
+    """Lower bounds on the parameters of the backbone and of the heads' own (not shared) weights,
+    from their largest matrices alone: the decoder blocks' feed-forward layers and the vocabulary;
+    a d x d matrix per head and, unless shared, its output matrix. Enough to refuse a config that
+    could not be in the file before allocating it (building the model on the meta device took
+    seconds of start-up); the strict load names any other mismatch."""
+    d = config.d_model
+    backbone = config.n_layers * 2 * d * config.d_ff + config.vocab_size * d
+    heads = config.spec_heads * d * (d + (0 if config.head_shared_out else config.vocab_size))
+    return backbone, heads
 
 
 def init_from(model: MeshTransformer, directory: str | Path) -> list[str]:
@@ -119,7 +120,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu"
     if not model_path.is_file():
         raise FileNotFoundError(f"model weights not found: {model_path}")
     heads_path = directory / HEADS_FILE
-    backbone_params, heads_params = _planned_sizes(config)
+    backbone_params, heads_params = _least_parameters(config)
     _check_size(backbone_params, model_path, "backbone")
     if heads_path.is_file():
         _check_size(heads_params, heads_path, "set of drafting heads")
