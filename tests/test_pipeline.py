@@ -57,7 +57,7 @@ def assemble(events) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("mode", ["ar", "speculative"])
 def test_stream_is_consistent_with_the_token_sequence(generator, mode):
     points, normals = sphere_cloud()
-    options = GenerateOptions(mode=mode, max_faces=25, seed=1)
+    options = GenerateOptions(mode=mode, max_faces=25, seed=1, snap=False)  # the model alone: no surface
     events = collect(generator, points, normals, options)
     done = events[-1]
     stats = done.stats
@@ -125,9 +125,9 @@ def test_falls_back_to_ar_without_heads(generator):
 
 def test_speculative_greedy_output_equals_ar_greedy(generator):
     points, normals = sphere_cloud(seed=4)
-    ar = drain(generator, points, normals, GenerateOptions(mode="ar", greedy=True, max_faces=20))
+    ar = drain(generator, points, normals, GenerateOptions(mode="ar", greedy=True, max_faces=20, snap=False))
     spec = drain(generator, points, normals, GenerateOptions(mode="speculative", greedy=True, max_faces=20,
-                                                               heads=9))  # clamped to the trained 4
+                                                               heads=9, snap=False))  # clamped to the trained 4
     assert np.array_equal(ar[1], spec[1])
     assert np.allclose(ar[0], spec[0])
 
@@ -178,7 +178,7 @@ class LoopingGenerator(Generator):
 
 def test_a_looping_model_stops_as_stalled_without_repeated_faces(generator):
     looping = LoopingGenerator(generator.model, generator.heads, generator.config)
-    events = collect(looping, *sphere_cloud(), GenerateOptions(mode="ar", max_faces=100))
+    events = collect(looping, *sphere_cloud(), GenerateOptions(mode="ar", max_faces=100, snap=False))
     stats = events[-1].stats
     _, faces = assemble(events)
     assert len(faces) == stats["faces"] == 1

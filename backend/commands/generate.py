@@ -139,8 +139,11 @@ def run(args: argparse.Namespace) -> int:
     generator = load_generator(args)
     load_seconds = time.perf_counter() - started
 
-    result = generate(generator, cloud.points, cloud.normals, options, progress=True,
-                      mesh=cloud.source_mesh)
+    # Estimated normals stay out of generation: a bare cloud's surface reconstruction orients its own.
+    result = generate(generator, cloud.points, None if cloud.normals_estimated else cloud.normals, options,
+                      progress=True, mesh=cloud.source_mesh)
+    if "surface" in result.stats:
+        print(f"specmesh generate: surface {result.stats['surface']}", file=sys.stderr)
     stats = {**result.stats, "model_load_seconds": load_seconds, "threads": generator.info.get("threads"),
              "input": str(args.input), "output": str(output)}
     if len(result.faces) == 0:

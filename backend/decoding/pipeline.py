@@ -30,6 +30,7 @@ from backend.mesh.candidates import candidate_grid
 from backend.mesh.metrics import cloud_chamfer
 from backend.mesh.normalize import Normalization
 from backend.mesh.quantize import dequantize
+from backend.mesh.reconstruct import reconstruct
 from backend.model.config import ModelConfig
 from backend.model.decoder import MeshTransformer, count_parameters
 from backend.model.heads import DraftHeads
@@ -190,7 +191,13 @@ class Generator:
 
         With `options.attempts` N > 1 (best-of-N), N generations run with seeds seed..seed+N-1,
         reporting progress only, and the one closest to the input cloud (Chamfer distance) comes
-        as one FacesEvent before the DoneEvent: nothing streams live then."""
+        as one FacesEvent before the DoneEvent: nothing streams live then.
+
+        A bare cloud (no `mesh`) with `options.snap` is decoded on a surface reconstructed from it
+        (backend.mesh.reconstruct), or by the model alone when there is none; stats say which."""
+        if mesh is None and options.snap:
+            yield from self._on_surface(points, normals, options, cancel)
+            return
         if options.attempts == 1:
             yield from self._stream_once(points, normals, options, cancel, mesh)
             return
@@ -217,6 +224,16 @@ class Generator:
             yield FacesEvent(np.concatenate([e.vertices for e in faces]), np.concatenate([e.faces for e in faces]))
         yield DoneEvent({**done.stats, "attempts": len(scores), "attempt_chamfer": [round(x, 6) for x in scores],
                          "attempt_kept": kept}, done.tokens)
+
+    def _on_surface(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
+                    cancel: threading.Event | None) -> Iterator[Event]:
+        points, normals = check_cloud(points, normals)  # a bad cloud fails as it would without this
+        surface = reconstruct(points, normals)
+        inner = options if surface.mesh is not None else dataclasses.replace(options, snap=False)
+        for event in self.stream(points, normals, inner, cancel, surface.mesh):
+            if isinstance(event, DoneEvent):
+                event.stats.update(surface.stats)
+            yield event
 
     def _stream_once(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
                      cancel: threading.Event | None, mesh: SourceMesh | None) -> Iterator[Event]:
