@@ -2,7 +2,7 @@
 give the decoder.
 
     python benchmarks/point_clouds.py [--procedural 8] [--methods none,poisson,...] [--out out/point_clouds]
-    python benchmarks/point_clouds.py --cli [--cli-args "--free-vertices"]   # the shipped path
+    python benchmarks/point_clouds.py --cli [--cli-args=--free-vertices]   # the shipped path
 
 Inputs (never trained on): items 0.. of the procedural test split and five trimesh primitives
 (torus, capsule, icosphere, box, cylinder). Each is sampled into 4,096 points WITHOUT normals
