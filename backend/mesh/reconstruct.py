@@ -1,7 +1,7 @@
 """A surface for a bare point cloud, so that it is decoded on that surface like a mesh input.
 
 Left alone on a point cloud the model places free vertices and ends early (a 4,096-point torus
-came back as 15-22 faces over a third of it); decoding on the input surface covers it
+came back as 15 faces near an eighth of it); decoding on the input surface covers it
 (backend.decoding.constraint). PyMeshLab's screened Poisson reconstruction gives that surface:
 normals estimated and oriented by MeshLab itself when the cloud has none (outward-from-centroid
 normals turn a torus's inner side inside out), octree depth 8, then decimated to at most
