@@ -12,6 +12,7 @@ MODES = ("ar", "speculative")          # speculative falls back to ar when the m
 DRAFTS = ("is", "pts", "tree")         # independent sampling, probability-tree path, token tree
 VERIFICATIONS = ("threshold", "exact")  # accept while p > delta (paper) | lossless speculative sampling
 DEVICES = ("auto", "cpu", "cuda")
+SYMMETRY_AXES = ("x", "y", "z")  # mirror planes: through the input's centre, across this axis
 
 MAX_HEADS = 8          # drafting heads a request may ask for (more than trained are clamped)
 MAX_FACES = 20000
@@ -59,6 +60,9 @@ class GenerateOptions:
     # Mesh inputs: every vertex is one of the input's decimated vertices (backend.mesh.candidates).
     snap: bool = True
     attempts: int = 1          # samples (seeds seed, seed+1, ...); the closest to the input is kept
+    # Mesh inputs: decode one half and mirror it when the input is symmetric about the plane
+    # through its centre across this axis (backend.mesh.symmetry); None: off.
+    symmetry: str | None = None
 
     def __post_init__(self) -> None:
         for name, choices in CHOICES.items():
@@ -70,6 +74,8 @@ class GenerateOptions:
                 continue
             if not low <= value <= high:
                 raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+        if self.symmetry is not None and self.symmetry not in SYMMETRY_AXES:
+            raise ValueError(f"symmetry must be one of {SYMMETRY_AXES} (or None for off), got {self.symmetry!r}")
         if self.heads is not None and self.heads < 1:  # above the trained count: clamped by the pipeline
             raise ValueError(f"heads must be >= 1 (or None for all), got {self.heads}")
 

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-PROTOCOL_VERSION = 3  # must equal backend.server.protocol.PROTOCOL_VERSION (a test checks)
+PROTOCOL_VERSION = 4  # must equal backend.server.protocol.PROTOCOL_VERSION (a test checks)
 
 # Error codes made on this side of the pipe (the backend's own codes are in docs/protocol.md).
 BACKEND_EXITED = "backend_exited"

@@ -33,7 +33,7 @@ def _code(line: str | bytes) -> str:
 
 def test_valid_requests_parse() -> None:
     assert P.parse_request('{"op": "ping", "id": "a"}') == P.Ping("a")
-    assert P.parse_request('{"op": "ping", "protocol": 3}') == P.Ping(None)
+    assert P.parse_request('{"op": "ping", "protocol": 4}') == P.Ping(None)
     assert P.parse_request('{"op": "cancel", "id": "g1"}') == P.Cancel("g1")
     assert P.parse_request('{"op": "shutdown"}') == P.Shutdown()
     request = P.parse_request(_generate(delta=0.7, heads=2, max_faces=100, seed=3, mode="ar", greedy=True,
@@ -50,7 +50,7 @@ def test_valid_requests_parse() -> None:
     ("[1, 2]", P.INVALID_REQUEST),
     ('{"id": "x"}', P.INVALID_REQUEST),
     ('{"op": "explode"}', P.UNKNOWN_OP),
-    ('{"op": "ping", "protocol": 4}', P.UNSUPPORTED_PROTOCOL),
+    ('{"op": "ping", "protocol": 3}', P.UNSUPPORTED_PROTOCOL),
     ('{"op": "ping", "protocol": true}', P.UNSUPPORTED_PROTOCOL),
     ('{"op": "ping", "colour": "red"}', P.INVALID_REQUEST),
     ('{"op": "cancel"}', P.INVALID_FIELD),

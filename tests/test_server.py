@@ -66,7 +66,7 @@ def test_generate_streams_faces_then_done(generator) -> None:
     server.ready()
     assert server.handle_line(json.dumps(generate_request("g1", max_faces=25, heads=2, delta=0.3)).encode())
     events = _wait_done(out, "g1")
-    assert events[0]["event"] == "ready" and events[0]["protocol"] == 3
+    assert events[0]["event"] == "ready" and events[0]["protocol"] == 4
     assert events[0]["model"]["heads"] == 4 and events[0]["limits"]["max_points"] == P.MAX_POINTS
     faces_events = [e for e in events if e["event"] == "faces"]
     done = events[-1]
@@ -114,7 +114,7 @@ def test_busy_cancel_and_ping_while_generating(generator) -> None:
     server.handle_line(json.dumps(generate_request("second")).encode())
     server.handle_line(b'{"op":"cancel","id":"long"}')
     events = _wait_done(out, "long")
-    assert {"event": "pong", "id": "p", "protocol": 3} in events
+    assert {"event": "pong", "id": "p", "protocol": 4} in events
     assert any(e["event"] == "error" and e["code"] == P.BUSY and e["id"] == "second" for e in events)
     done = [e for e in events if e["event"] == "done"]
     assert done and done[0]["stats"]["stop_reason"] == "cancelled"
@@ -150,7 +150,7 @@ def test_generation_failure_is_an_error_event(generator) -> None:
                           optional={"id": st.one_of(st.text(max_size=70), st.integers()),
                                     "points": st.lists(st.lists(st.floats(), max_size=4), max_size=20),
                                     "delta": st.one_of(st.floats(), st.text(max_size=3)),
-                                    "heads": st.integers(-3, 12), "protocol": st.integers(0, 3)}
+                                    "heads": st.integers(-3, 12), "protocol": st.integers(0, 4)}
                           ).map(json.dumps)), min_size=1, max_size=8))
 def test_fuzz_every_bad_line_gets_one_error_and_the_server_lives(generator, lines) -> None:
     server, out = _server(generator)
@@ -170,7 +170,7 @@ def test_fuzz_every_bad_line_gets_one_error_and_the_server_lives(generator, line
     server.handle_line(b'{"op":"ping","id":"alive"}')
     events = out.events()
     assert sum(e["event"] == "error" for e in events) == bad
-    assert events[-1] == {"event": "pong", "id": "alive", "protocol": 3}
+    assert events[-1] == {"event": "pong", "id": "alive", "protocol": 4}
     server.stop()
 
 

@@ -46,7 +46,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     """Decoding options shared by generate, eval and bench (bench sweeps some of them); names,
     defaults and choices come from backend.options. Decoding internals sit in their own group."""
-    from backend.options import DEFAULTS as D, DRAFTS, VERIFICATIONS
+    from backend.options import DEFAULTS as D, DRAFTS, SYMMETRY_AXES, VERIFICATIONS
 
     p.add_argument("--seed", type=int, default=D.seed, help=f"sampling seed (default {D.seed})")
     p.add_argument("--faces", type=int, default=D.faces, metavar="N",
@@ -63,6 +63,9 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
                    help="decoding heads to use (default: all the model has; 0: plain autoregressive, as --ar)")
     p.add_argument("--attempts", type=int, default=D.attempts, metavar="N",
                    help=f"generate N samples and keep the one closest to the input (default {D.attempts})")
+    p.add_argument("--symmetry", choices=SYMMETRY_AXES, metavar="AXIS",
+                   help="mesh inputs: x, y or z; when the input is symmetric about the plane through its "
+                        "centre across AXIS, decode one half and mirror it (else say so and decode it all)")
     p.add_argument("--free-vertices", dest="snap", action="store_false",
                    help="mesh inputs: let vertices go anywhere instead of onto the input's decimated vertices")
     advanced = p.add_argument_group("advanced (decoding internals)")
@@ -102,7 +105,7 @@ def options_from_args(args: argparse.Namespace):
         pts_k=args.pts_k, tree_nodes=args.tree_nodes, verify=args.verify, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, max_faces=args.max_faces, seed=args.seed,
         faces=2 * args.faces if getattr(args, "quads", False) else args.faces,  # a quad is two triangles
-        quads=getattr(args, "quads", False), snap=args.snap, attempts=args.attempts,
+        quads=getattr(args, "quads", False), snap=args.snap, attempts=args.attempts, symmetry=args.symmetry,
     )
 
 
@@ -144,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
                       progress=True, mesh=cloud.source_mesh)
     if "surface" in result.stats:
         print(f"specmesh generate: surface {result.stats['surface']}", file=sys.stderr)
+    if (result.stats.get("symmetry") or {}).get("note"):
+        print(f"specmesh generate: {result.stats['symmetry']['note']}", file=sys.stderr)
     stats = {**result.stats, "model_load_seconds": load_seconds, "threads": generator.info.get("threads"),
              "input": str(args.input), "output": str(output)}
     if len(result.faces) == 0:

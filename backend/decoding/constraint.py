@@ -520,13 +520,15 @@ def candidate_edges(cells: np.ndarray, layout: Layout) -> EdgeGraph:
 
 
 def input_constraint(vertices: np.ndarray, faces: np.ndarray, target_faces: int, seed: int = 0,
-                     quads: bool = False
+                     quads: bool = False, layout_mesh: tuple[np.ndarray, np.ndarray] | None = None
                      ) -> tuple[np.ndarray, InputConstraint] | None:
     """(candidate cells, the constraint) for a normalized input mesh decoded to about
     `target_faces` triangles (laid out for quads with `quads`), or None when it has no candidate
     vertex. Faces may stray from the surface as far as the layout's own faces do (a coarse target
     on a curved input needs more room than the fine default tolerance)."""
-    layout = choose_layout(vertices, faces, target_faces, quads)
+    # `layout_mesh`: what to lay the candidates out on when not the input (symmetry: the whole
+    # input's decimation cut at the plane, backend.mesh.symmetry); the surface stays the input.
+    layout = choose_layout(*(layout_mesh or (vertices, faces)), target_faces, quads)
     cells = candidate_grid(layout.vertices, len(layout.vertices))
     if len(layout.vertices) == 0 or not (cells[:, 0] != PAD).any():
         return None

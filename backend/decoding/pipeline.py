@@ -31,6 +31,7 @@ from backend.mesh.metrics import cloud_chamfer
 from backend.mesh.normalize import Normalization
 from backend.mesh.quantize import dequantize
 from backend.mesh.reconstruct import reconstruct
+from backend.mesh.symmetry import Mirror, Symmetry, check as check_symmetry
 from backend.model.config import ModelConfig
 from backend.model.decoder import MeshTransformer, count_parameters
 from backend.model.heads import DraftHeads
@@ -84,19 +85,28 @@ class MeshAssembler:
     """Quantized face corners -> indexed mesh in the caller's frame, built incrementally.
     Vertices are merged by quantized coordinate; zero-area faces (collinear corners, which the
     grammar cannot rule out) and repeats of a face already made (same three vertices) are
-    dropped and counted."""
+    dropped and counted. With a `mirror`, each face comes with its mirror image (one half decoded,
+    backend.mesh.symmetry): the plane's vertices are their own images, so the halves share them."""
 
-    def __init__(self, normalization: Normalization) -> None:
+    def __init__(self, normalization: Normalization, mirror: Mirror | None = None) -> None:
         self.normalization = normalization
+        self.mirror = mirror
+        self.per_face = 1 if mirror is None else 2  # faces made per decoded face
         self.index: dict[tuple[int, int, int], int] = {}
         self.num_faces = 0
         self.degenerate = 0
         self.duplicates = 0
         self._faces: set[frozenset[int]] = set()
 
+    def room(self, max_faces: int) -> int:
+        """Decoded faces that may still be added without going past `max_faces` in all."""
+        return max(max_faces - self.num_faces, 0) // self.per_face
+
     def add(self, corners: list[np.ndarray]) -> FacesEvent | None:
         new_vertices: list[tuple[int, int, int]] = []
         faces: list[list[int]] = []
+        if self.mirror is not None:
+            corners = [made for face in corners for made in (face, self.mirror.image(face))]
         for face in corners:
             if not np.cross(face[1] - face[0], face[2] - face[0]).any():
                 self.degenerate += 1
@@ -117,6 +127,15 @@ class MeshAssembler:
         self.num_faces += len(faces)
         vertices = self.normalization.invert(dequantize(np.asarray(new_vertices, np.int64).reshape(-1, 3)))
         return FacesEvent(vertices, np.asarray(faces, np.int64))
+
+
+def _symmetry(options: GenerateOptions, mesh: SourceMesh | None) -> Symmetry | None:
+    """The symmetry check asked for by `options` (None: not asked for)."""
+    if options.symmetry is None:
+        return None
+    if mesh is None or not options.snap:
+        return Symmetry(options.symmetry, None, "it needs a mesh input decoded on its surface")
+    return check_symmetry(mesh[0], mesh[1], options.symmetry, options.seed)
 
 
 def resolve_model_dir(model_dir: str | Path | None) -> Path:
@@ -238,8 +257,10 @@ class Generator:
     def _stream_once(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
                      cancel: threading.Event | None, mesh: SourceMesh | None) -> Iterator[Event]:
         started = time.perf_counter()
-        normalization, latents, constraint = self.encode(points, normals, options, mesh)
-        run = _Run(started, MeshAssembler(normalization), {} if self.profile else None)
+        symmetry = _symmetry(options, mesh)
+        mirror = Mirror.of(*mesh, options.symmetry) if symmetry is not None and symmetry.applied else None
+        normalization, latents, constraint = self.encode(points, normals, options, mesh, mirror)
+        run = _Run(started, MeshAssembler(normalization, mirror), {} if self.profile else None)
         # The model's context holds max_seq_len tokens; past it, decoding goes on from a fresh
         # context while the constraint carries the faces made (patches start on their boundary).
         while True:
@@ -249,7 +270,10 @@ class Generator:
                     or run.assembler.num_faces == faces_before or constraint.may_end):
                 break
         if constraint is not None and stop_reason not in ("cancelled", "max_faces"):  # what the model left open
-            event = run.assembler.add(constraint.finish()[:options.max_faces - run.assembler.num_faces])
+            filled = constraint.finish()
+            if mirror is not None:  # where the half's border leaves the plane
+                filled += mirror.seal(constraint.mesh, constraint.cells, constraint.surface)
+            event = run.assembler.add(filled[:run.assembler.room(options.max_faces)])
             if event is not None:
                 yield event
         seconds = time.perf_counter() - started
@@ -275,6 +299,7 @@ class Generator:
             "layout": None if constraint is None else constraint.layout,  # backend.mesh.layout.Layout.kind
             "filled_faces": 0 if constraint is None else constraint.filled,
             "input_pieces": None if constraint is None else len(constraint.pieces),
+            "symmetry": None if symmetry is None else symmetry.report(),
         }
         if run.profile is not None:  # seconds per section, summed over passes (`specmesh bench`)
             stats["profile"] = run.profile
@@ -297,7 +322,7 @@ class Generator:
                 for token in accepted:
                     run.tokens.append(token)
                     corners += detok.push(token)
-                corners = corners[:options.max_faces - run.assembler.num_faces]
+                corners = corners[:run.assembler.room(options.max_faces)]
                 if constraint is not None:  # faces that break its rules are left out, the rest wound
                     corners = [face for face in map(constraint.admit, corners) if face is not None]
                 event = run.assembler.add(corners)
@@ -334,21 +359,33 @@ class Generator:
         return trained if options.heads is None else min(options.heads, trained)
 
     def encode(self, points: np.ndarray, normals: np.ndarray | None, options: GenerateOptions,
-               mesh: SourceMesh | None = None) -> tuple[Normalization, torch.Tensor, InputConstraint | None]:
+               mesh: SourceMesh | None = None, mirror: Mirror | None = None
+               ) -> tuple[Normalization, torch.Tensor, InputConstraint | None]:
         """A point cloud in the caller's frame -> (its normalization, context [1, L, d], the
         input constraint when `mesh` is given and `options.snap`) as generation sees it: BPT's
         normalization, normals estimated when missing, `options.seed` picking the model's points,
-        vertex candidates from `mesh` decimated to `options.faces`."""
+        vertex candidates from `mesh` decimated to `options.faces`. With a `mirror` the
+        normalization puts its plane on the grid and the constraint covers the half on its
+        positive side with half the faces (the model still reads the whole cloud)."""
         points, normals = check_cloud(points, normals)
         normalization = Normalization.fit(points)
+        if mirror is not None:
+            normalization = mirror.normalization(normalization)
         if normals is None:
             normals = estimate_normals(points)
         points, normals = resample(normalization.apply(points), normals, self.config.n_points, options.seed)
         cells, constraint = None, None
         if mesh is not None and options.snap:
-            built = input_constraint(normalization.apply(np.asarray(mesh[0], np.float64)),
-                                     np.asarray(mesh[1], np.int64), options.faces, options.seed, options.quads)
+            vertices, faces = normalization.apply(np.asarray(mesh[0], np.float64)), np.asarray(mesh[1], np.int64)
+            target, layout = options.faces, None
+            if mirror is not None:
+                half = mirror.half(vertices, faces)
+                layout = mirror.layout(vertices, faces, half, max(options.faces // 2, 2))
+                (vertices, faces), target = half, len(layout[1])
+            built = input_constraint(vertices, faces, target, options.seed, options.quads, layout_mesh=layout)
             cells, constraint = built if built is not None else (None, None)
+            if mirror is not None and constraint is not None:
+                mirror.forbid_chords(constraint.cells, constraint.seeds, constraint.edges, constraint.flip)
         # A model that reads candidates gets its number of slots (None: all empty, a bare cloud).
         read = None
         if self.config.n_candidates and cells is not None:

@@ -1,4 +1,4 @@
-"""The SpecMesh line protocol, version 2 (docs/protocol.md is the reference).
+"""The SpecMesh line protocol, version 4 (docs/protocol.md is the reference).
 
 One JSON object per line, UTF-8, both ways. This module only parses and validates requests and
 encodes events; it knows nothing about threads or models, so every rule here is testable alone.
@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from backend.options import BOUNDS, MAX_FACES, MAX_HEADS, MODES, VERIFICATIONS  # noqa: F401 (re-exported)
+from backend.options import BOUNDS, MAX_FACES, MAX_HEADS, MODES, SYMMETRY_AXES, VERIFICATIONS  # noqa: F401 (re-exported)
 
-PROTOCOL_VERSION = 3  # 2: generate takes the source `mesh`; 3: and `faces`, the triangle count to aim for
+# 2: generate takes the source `mesh`; 3: and `faces`, the triangle count to aim for; 4: and
+# `symmetry`, the axis to mirror across
+PROTOCOL_VERSION = 4
 MAX_LINE_BYTES = 16 * 1024 * 1024   # 65536 points + normals as JSON fit comfortably
 MIN_POINTS = 16
 MAX_POINTS = 65536
@@ -86,9 +88,10 @@ _OPTION_RULES: dict[str, tuple[tuple[type, ...], float | None, float | None]] = 
     "snap": ((bool,), None, None),
     "mode": ((str,), None, None),
     "verify": ((str,), None, None),
+    "symmetry": ((str,), None, None),
 }
 VERIFY_MODES = VERIFICATIONS
-_CHOICES = {"mode": MODES, "verify": VERIFY_MODES}
+_CHOICES = {"mode": MODES, "verify": VERIFY_MODES, "symmetry": SYMMETRY_AXES}
 _FIELDS = {
     "ping": {"op", "protocol", "id"},
     "cancel": {"op", "protocol", "id"},
