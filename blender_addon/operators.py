@@ -52,7 +52,8 @@ def start_generation(context: bpy.types.Context, source: bpy.types.Object) -> Ge
     props = context.scene.specmesh
     settings = Settings(delta=props.delta, heads=props.heads, faces=props.faces, max_faces=props.max_faces,
                         seed=props.seed,
-                        lossless=props.lossless, quads=props.quads, attempts=props.attempts)
+                        lossless=props.lossless, quads=props.quads, attempts=props.attempts,
+                        symmetry=props.symmetry)
     sample = object_point_cloud(source, context.evaluated_depsgraph_get(), seed=settings.seed)
     client = runtime.get_client(launch_config(context))
     output = create_output_object(source)

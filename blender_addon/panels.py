@@ -44,6 +44,7 @@ class SPECMESH_PT_generate(bpy.types.Panel):
         col.prop(props, "quads")
         col.prop(props, "faces", text="Target Quads" if props.quads else "Target Triangles")
         col.prop(props, "max_faces")
+        col.prop(props, "symmetry")
         col.prop(props, "seed")
         col.prop(props, "attempts")
 

@@ -15,7 +15,7 @@ would give, at about the same tokens per pass; δ is then unused (docs/bench: `t
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, FloatProperty, IntProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
 DELTA_SPEED = 0.1
 DELTA_QUALITY = 0.9
@@ -65,6 +65,15 @@ class SpecMeshSettings(bpy.types.PropertyGroup):
         default=2000, min=1, max=20000, soft_max=5000)
     seed: IntProperty(name="Seed", description="Random seed of sampling and of the point cloud",
                       default=0, min=0)
+    symmetry: EnumProperty(
+        name="Symmetry", default="NONE",
+        items=[("NONE", "Off", "Decode the whole object"),
+               ("X", "X", "Mirror across the plane through the object's centre normal to local X"),
+               ("Y", "Y", "Mirror across the plane through the object's centre normal to local Y"),
+               ("Z", "Z", "Mirror across the plane through the object's centre normal to local Z")],
+        description="When the object is symmetric about this axis's plane through its centre, decode one "
+                    "half and mirror it (welded on the plane); otherwise the whole object, and the status "
+                    "says it was not symmetric")
     attempts: IntProperty(
         name="Attempts", default=1, min=1, max=16,
         description="Generate this many meshes (seeds Seed, Seed+1, ...) and keep the one closest to "

@@ -43,6 +43,7 @@ class Settings:
     lossless: bool = False  # exact verification: the backbone's own distribution, delta unused
     quads: bool = True      # join triangle pairs into quads at the end (done here, not by the backend)
     attempts: int = 1       # best-of-N, chosen by the backend (protocol 2+)
+    symmetry: str = "NONE"  # "NONE" | "X" | "Y" | "Z": decode one half and mirror it (protocol 4+)
 
     def request_fields(self) -> dict[str, Any]:
         triangles = 2 * int(self.faces) if self.quads else int(self.faces)  # a quad is two triangles
@@ -52,6 +53,8 @@ class Settings:
             fields["attempts"] = int(self.attempts)
         if self.lossless:  # only then: a backend older than the `verify` field still serves the rest
             fields["verify"] = "exact"
+        if self.symmetry != "NONE":
+            fields["symmetry"] = self.symmetry.lower()
         return fields
 
 
@@ -221,6 +224,9 @@ class GenerationSession:
         p.scr = float(stats.get("scr") or p.scr)
         seconds = float(stats.get("seconds") or 0.0)
         summary = f"{p.faces} faces in {seconds:.1f} s ({p.tokens_per_second:.0f} tokens/s, SCR {p.scr:.2f})"
+        note = (stats.get("symmetry") or {}).get("note")
+        if note:  # asked for and not used: the input is not symmetric (the backend's one line says how far)
+            summary += f". Note: {note}"
         if stats.get("stop_reason") == "cancelled" or self.state is State.CANCELLING:
             self.state, self.message = State.CANCELLED, f"Cancelled; kept {summary}"
         else:

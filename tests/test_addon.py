@@ -204,6 +204,26 @@ def test_target_faces_reach_the_backend_as_triangles(addon, monkey, quads: bool)
     assert abs(session.progress.stats["faces"] - triangles) <= 0.25 * triangles
 
 
+def test_symmetry_reaches_the_backend_and_a_lopsided_axis_is_reported(addon, monkey) -> None:
+    _settings(max_faces=2000)
+    props = bpy.context.scene.specmesh
+    props.faces, props.symmetry = 120, "X"  # Suzanne is symmetric about her local X plane
+    try:
+        assert bpy.ops.specmesh.generate("EXEC_DEFAULT") == {"FINISHED"}
+        session = addon.runtime.session
+        assert session.settings.request_fields()["symmetry"] == "x"
+        assert session.progress.stats["symmetry"]["applied"] is True
+        vertices = np.array([v.co for v in bpy.data.objects[session.output_name].data.vertices])
+        reflected = vertices * [-1, 1, 1]  # her centre plane is local x = 0
+        assert np.abs(reflected[:, None] - vertices[None]).max(axis=2).min(axis=1).max() < 1e-5
+        props.symmetry = "Z"
+        assert bpy.ops.specmesh.generate("EXEC_DEFAULT") == {"FINISHED"}
+        assert addon.runtime.session.progress.stats["symmetry"]["applied"] is False
+        assert "not symmetric about its z centre plane" in addon.runtime.status.text
+    finally:
+        props.symmetry = "NONE"
+
+
 @pytest.mark.parametrize("case, message", [
     ("nothing", "Nothing is selected"),
     ("camera", "is a camera, not a mesh"),
