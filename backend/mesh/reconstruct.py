@@ -3,8 +3,8 @@
 Left alone on a point cloud the model places free vertices and ends early (a 4,096-point torus
 came back as 15 faces near an eighth of it); decoding on the input surface covers it
 (backend.decoding.constraint). PyMeshLab's screened Poisson reconstruction gives that surface:
-normals estimated and oriented by MeshLab itself when the cloud has none (outward-from-centroid
-normals turn a torus's inner side inside out), octree depth 8, then decimated to at most
+octree depth 8, with the cloud's normals or, when it has none, the closer to the points of two
+surfaces (normals oriented by MeshLab, and outward from the centroid), then decimated to at most
 `MAX_TRIANGLES`. Measured against ball pivoting, a fast winding number (point-cloud-utils) and a
 voxel fill in docs/experiments/point_clouds.md. PyMeshLab is a large optional dependency
 (`pip install 'specmesh[scans]'`); without it, or when reconstruction fails, `reconstruct` says
@@ -66,11 +66,12 @@ def reconstruct(points: np.ndarray, normals: np.ndarray | None = None) -> Recons
     seconds = time.perf_counter() - started
     if surface is None:
         return Reconstruction(None, None, f"model alone: {reason}", seconds)
-    return Reconstruction(*surface, f"reconstructed ({METHOD}, {len(surface[1])} triangles)", seconds)
+    return Reconstruction(*surface, f"reconstructed ({METHOD}, {reason}, {len(surface[1])} triangles)", seconds)
 
 
 def _surface(points: np.ndarray, normals: np.ndarray | None
              ) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
+    """(surface, which normals made it) or (None, why there is none)."""
     problem = _degenerate(points)
     if problem:
         return None, problem
@@ -95,7 +96,7 @@ def _surface(points: np.ndarray, normals: np.ndarray | None
     if len(faces) == 0 or not np.isfinite(vertices).all():
         return None, "screened Poisson gave no surface"
     vertices, faces = _bounded(np.asarray(vertices, np.float64), np.asarray(faces, np.int64))
-    return (normalization.invert(vertices), faces), ""
+    return (normalization.invert(vertices), faces), f"{result['normals']} normals"
 
 
 def _poisson(points: np.ndarray, normals: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -112,6 +113,17 @@ def _poisson(points: np.ndarray, normals: np.ndarray | None) -> tuple[np.ndarray
     meshset.generate_surface_reconstruction_screened_poisson(depth=POISSON_DEPTH, preclean=True, threads=1)
     result = meshset.current_mesh()
     return result.vertex_matrix(), result.face_matrix()
+
+
+def _closest_poisson(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """Without normals, two orientations each fail on some shapes: MeshLab's propagated normals
+    flip across thin boards (a shelf: CD / noise 5.3), outward-from-centroid ones turn a ring's
+    inner side inside out (a torus: 2.0). Both surfaces are made; the one closer to the points wins."""
+    from backend.inputs import estimate_normals
+    from backend.mesh.metrics import cloud_chamfer
+
+    made = [(*_poisson(points, None), "MeshLab's"), (*_poisson(points, estimate_normals(points)), "centroid")]
+    return min(made, key=lambda m: cloud_chamfer(points, m[0], m[1]) if len(m[1]) else np.inf)
 
 
 def _pack(arrays: dict[str, np.ndarray]) -> bytes:
@@ -142,9 +154,11 @@ def _bounded(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.nd
 def _child() -> None:
     """stdin: .npz of `points` (and `normals`); stdout: .npz of `vertices` and `faces`."""
     arrays = np.load(io.BytesIO(sys.stdin.buffer.read()), allow_pickle=False)
-    normals = arrays["normals"] if "normals" in arrays.files else None
-    vertices, faces = _poisson(arrays["points"], normals)
-    sys.stdout.buffer.write(_pack({"vertices": vertices, "faces": faces}))
+    if "normals" in arrays.files:
+        vertices, faces, orientation = *_poisson(arrays["points"], arrays["normals"]), "given"
+    else:
+        vertices, faces, orientation = _closest_poisson(arrays["points"])
+    sys.stdout.buffer.write(_pack({"vertices": vertices, "faces": faces, "normals": np.array(orientation)}))
 
 
 if __name__ == "__main__":
