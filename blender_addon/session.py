@@ -41,7 +41,7 @@ class Settings:
     max_faces: int = 2000
     seed: int = 0
     lossless: bool = False  # exact verification: the backbone's own distribution, delta unused
-    quads: bool = True      # join triangle pairs into quads at the end (done here, not by the backend)
+    quads: bool = True      # quad layout in the backend (protocol 4+); joining the pairs is done here
     attempts: int = 1       # best-of-N, chosen by the backend (protocol 2+)
     symmetry: str = "NONE"  # "NONE" | "X" | "Y" | "Z": decode one half and mirror it (protocol 4+)
 
@@ -55,6 +55,8 @@ class Settings:
             fields["verify"] = "exact"
         if self.symmetry != "NONE":
             fields["symmetry"] = self.symmetry.lower()
+        if self.quads:
+            fields["quads"] = True
         return fields
 
 

@@ -200,6 +200,7 @@ def test_target_faces_reach_the_backend_as_triangles(addon, monkey, quads: bool)
     session = addon.runtime.session
     triangles = 300 if quads else 150
     assert session.settings.request_fields()["faces"] == triangles
+    assert session.progress.stats["layout"] == ("decimation quads" if quads else "decimation")
     # Suzanne is decimated to the target and covered (open at the eyes, so a little under it)
     assert abs(session.progress.stats["faces"] - triangles) <= 0.25 * triangles
 

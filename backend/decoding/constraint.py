@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from backend.mesh.candidates import PAD, candidate_grid
 from backend.mesh.cleanup import SLIVER_DEGREES, smallest_angles
@@ -105,8 +106,8 @@ class InputConstraint:
         # sorted (centre, last) -> `_triangles`: geometry only, so it never goes stale.
         self._geometry: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._seconds: dict[int, np.ndarray] = {}
-        self._thirds: dict[tuple[int, int], np.ndarray] = {}  # for the current version
-        self._thirds_version = 0
+        self._tree: cKDTree | None = None  # over `positions`, for `_candidates_near`
+        self._thirds: dict[tuple[int, int], np.ndarray] = {}  # kept up to date by `_forget_thirds`
         self._witness: dict[int, tuple[int, int]] = {}  # centre -> (v, w) of a face still allowed
         # Open centres, kept up to date: a face changes what can be made only near itself (its
         # vertices' neighbours' faces are the ones it can block, overlap or complete).
@@ -118,10 +119,12 @@ class InputConstraint:
     def _second(self, centre: int) -> np.ndarray:
         """Candidates v whose edge (centre, v) lies on the surface."""
         if centre not in self._seconds:
+            ends = np.flatnonzero(self.edges[centre])  # a few graph neighbours of thousands
+            ends = ends[ends != centre]
             t = np.linspace(0.0, 1.0, 9)[None, :, None]
-            edges = self.positions[centre] * (1 - t) + self.positions[:, None, :] * t
-            ok = self.edges[centre] & self.surface.on_surface(edges)
-            ok[centre] = False
+            edges = self.positions[centre] * (1 - t) + self.positions[ends, None, :] * t
+            ok = np.zeros(len(self.positions), dtype=bool)
+            ok[ends] = self.surface.on_surface(edges)
             self._seconds[centre] = ok
         return self._seconds[centre]
 
@@ -135,15 +138,26 @@ class InputConstraint:
             corners = np.concatenate([np.broadcast_to(self.positions[list(key)], (len(third), 2, 3)),
                                       self.positions[third, None, :]], axis=1)
             normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-            over = candidates_over(corners, self.positions, ON_FACE)
-            over[:, [centre, last]] = False
-            over[np.arange(len(third)), third] = False
+            near = self._candidates_near(corners)
+            own = (near[None, :] == third[:, None]) | (near == centre) | (near == last)
+            over = candidates_over(corners, self.positions[near], ON_FACE) & ~own
             flips = self.flip[centre, last] + self.flip[centre, third].astype(int) + self.flip[last, third]
             # A flip is there to make a better triangle: never a sliver (the decimation's own may be).
             keep = (self.surface.on_surface(triangle_samples(corners)) & (np.linalg.norm(normal, axis=1) > 1e-6)
                     & ~over.any(axis=1) & ((flips == 0) | ((flips == 1) & (smallest_angles(corners) >= SLIVER_DEGREES))))
             self._geometry[key] = (third[keep], self._ground(corners[keep]))
         return self._geometry[key]
+
+    def _candidates_near(self, corners: np.ndarray) -> np.ndarray:
+        """Candidate rows within reach of any of the triangles (m, 3, 3): the only ones that can
+        lie on them (a KD-tree instead of testing thousands of candidates per triangle)."""
+        if self._tree is None or self._tree.n != len(self.positions):  # `finish` adds vertices
+            self._tree = cKDTree(self.positions)
+        centres = corners.mean(axis=1)
+        # barycentric slack lets a point lie a little outside: 3 margins of the radius covers it
+        reach = (1 + 3 * INSIDE_MARGIN) * np.linalg.norm(corners - centres[:, None], axis=2).max(axis=1) + ON_FACE
+        rows = [np.asarray(r, np.int64) for r in self._tree.query_ball_point(centres, r=reach)]
+        return np.unique(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
 
     def _ground(self, corners: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, bool]]:
         """For triangles (m, 3, 3): the surface samples under each one's core facing its way,
@@ -160,15 +174,23 @@ class InputConstraint:
     # -- topology and coverage (change with every face) -----------------------------------------
     def _third(self, centre: int, last: int) -> np.ndarray:
         """Candidates v such that face (centre, last, v) may be made now, in either winding
-        (read-only; the masks, the witnesses and EOS ask for the same pairs many times between
-        two faces)."""
-        if self._thirds_version != self.version:
-            self._thirds.clear()
-            self._thirds_version = self.version
+        (read-only; the masks, the witnesses and EOS ask for the same pairs many times, and a
+        face changes the answer only near itself: `_forget_thirds`)."""
         key = (centre, last)
-        if key not in self._thirds:
-            self._thirds[key] = self._compute_third(centre, last)
-        return self._thirds[key]
+        entry = self._thirds.get(key)
+        if entry is None or len(entry) != len(self.positions):  # `finish` may add a vertex
+            entry = self._thirds[key] = self._compute_third(centre, last)
+        return entry
+
+    def _forget_thirds(self, near: np.ndarray | None) -> None:
+        """Drop the answers a new face may have changed: those whose centre or last vertex is
+        `near` it (its graph 2-ring: a face can only block, overlap, share an edge with or
+        complete faces over its neighbours), or all of them (`near` None)."""
+        if near is None:
+            self._thirds.clear()
+            return
+        for key in [key for key in self._thirds if near[key[0]] or near[key[1]]]:
+            del self._thirds[key]
 
     def _compute_third(self, centre: int, last: int) -> np.ndarray:
         third, ground = self._triangles(centre, last)
@@ -242,11 +264,15 @@ class InputConstraint:
 
     def _add_face(self, face: tuple[int, int, int]) -> None:
         self.version += 1
-        self.open_edges[self.piece[face[0]]] += self.mesh.add(face)
+        piece = self.piece[face[0]]
+        last_hole = self.open_edges[piece] <= 3  # closing the last hole waits for coverage:
+        self.open_edges[piece] += self.mesh.add(face)
+        last_hole |= self.open_edges[piece] <= 3  # a rule that reaches past the face's neighbours
         self._block_crossing(face)
         piece_started = not self.started[self.piece[list(face)]].all()
         self.started[self.piece[list(face)]] = True
-        self._mark_stale(face, piece_started)
+        near = self._mark_stale(face, piece_started or last_hole)
+        self._forget_thirds(None if piece_started or last_hole else near)
         self.surface.cover(self.positions[list(face)])
 
     def _block_crossing(self, face: tuple[int, int, int]) -> None:
@@ -380,19 +406,22 @@ class InputConstraint:
             self._stale = None
         return self._is_open
 
-    def _mark_stale(self, face: tuple[int, int, int], piece_started: bool) -> None:
-        if piece_started:  # the piece's untouched vertices may no longer start one
-            stale = np.ones(len(self._is_open), dtype=bool)
-        else:
-            near = self.edges[list(face)].any(axis=0)
-            stale = self.edges[near].any(axis=0) | near
-            stale[list(face)] = True
+    def _mark_stale(self, face: tuple[int, int, int], everywhere: bool) -> np.ndarray:
+        """Open centres to check again after `face` (every candidate when `everywhere`); -> its
+        graph 2-ring. A face only takes room away (edges, ground, crossings) except along its
+        own edges, where a neighbour may now attach: so a centre in the 2-ring may close, but
+        only one in the 1-ring may open."""
+        ring = self.edges[list(face)].any(axis=0)
+        ring[list(face)] = True
+        two_ring = self.edges[ring].any(axis=0) | ring
+        stale = np.ones(len(self._is_open), dtype=bool) if everywhere else ring | (two_ring & self._is_open)
         self._stale = stale if self._stale is None else self._stale | stale
+        return two_ring
 
     @property
     def may_end(self) -> bool:
-        boundary = np.unique(self.mesh.boundary)
-        sealed = not self.closed_piece[boundary].any()
+        closed = self.pieces[self.surface.piece_closed[self.pieces]]
+        sealed = not self.open_edges[closed].any()  # boundary edges per piece, kept by `_add_face`
         open_pieces = self.pieces[~self.surface.piece_closed[self.pieces]]
         covered = self.surface.covered_fraction(open_pieces) >= self.coverage if len(open_pieces) else True
         done = self.started[self.pieces].all() and sealed and covered

@@ -16,7 +16,7 @@ import numpy as np
 from backend.options import BOUNDS, MAX_FACES, MAX_HEADS, MODES, SYMMETRY_AXES, VERIFICATIONS  # noqa: F401 (re-exported)
 
 # 2: generate takes the source `mesh`; 3: and `faces`, the triangle count to aim for; 4: and
-# `symmetry`, the axis to mirror across
+# `symmetry`, the axis to mirror across, and `quads`, candidates laid out for quad output
 PROTOCOL_VERSION = 4
 MAX_LINE_BYTES = 16 * 1024 * 1024   # 65536 points + normals as JSON fit comfortably
 MIN_POINTS = 16
@@ -86,6 +86,7 @@ _OPTION_RULES: dict[str, tuple[tuple[type, ...], float | None, float | None]] = 
     "heads": ((int,), 0, MAX_HEADS),  # 0: no drafting heads, plain autoregressive decoding
     "greedy": ((bool,), None, None),
     "snap": ((bool,), None, None),
+    "quads": ((bool,), None, None),
     "mode": ((str,), None, None),
     "verify": ((str,), None, None),
     "symmetry": ((str,), None, None),
